@@ -1,0 +1,37 @@
+"""JSON Schemas and one helper to validate against them with people-readable errors."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+
+_DIR = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """Load ``<name>.schema.json`` from this folder."""
+    return json.loads((_DIR / f"{name}.schema.json").read_text())
+
+
+def schema_errors(instance: object, name: str) -> list[str]:
+    """Every violation of schema ``name`` as ``"<json path>: <message>"``, most specific first."""
+    validator = jsonschema.Draft202012Validator(load_schema(name), format_checker=jsonschema.FormatChecker())
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(list(e.absolute_path)), e.message))
+    return [f"{_path(e)}: {_message(e)}" for e in errors]
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    parts = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return "$" + parts
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is missing (required)")
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown field(s)")
+    return error.message
