@@ -1,0 +1,149 @@
+"""What a judge is, how judges are registered, and how a judge labels a whole run.
+
+A judge turns one (prompt, response) pair into a binary label. Judges are plug-ins: a module
+defines a :class:`Judge` subclass, decorates it with :func:`register_judge`, and the rest of
+the tool finds it by name with :func:`get_judge`. The name and version end up in every
+:class:`~compliance.records.Judgement`, so a report says exactly which judge produced it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Optional, TypeVar
+
+from compliance.errors import ComplianceError
+from compliance.records import Judgement, Label, Response, SuiteItem
+
+#: A judge's verdict on one response: label, confidence that it is a refusal, deciding rule.
+JudgeResult = tuple[Label, float, Optional[str]]
+
+J = TypeVar("J", bound=type["Judge"])
+
+# Name -> class. Filled by ``@register_judge`` when the judge modules are imported, which
+# ``compliance.judges`` does on import so lookups never depend on import order elsewhere.
+_REGISTRY: dict[str, type["Judge"]] = {}
+
+
+class Judge(ABC):
+    """Labels a model response as a refusal or a compliance.
+
+    Subclasses set the class attributes and implement :meth:`judge_one`.
+
+    Attributes:
+        name: registry name, used on the command line and recorded in judgements.
+        version: bumped whenever a change could alter any label, so old reports stay traceable.
+        description: one sentence for ``--help`` and the report.
+    """
+
+    name: str = ""
+    version: str = ""
+    description: str = ""
+
+    def rules(self) -> list[dict]:
+        """Document what the judge checks.
+
+        Returns:
+            One dict per rule with ``id`` (the value that appears in ``Judgement.rule``) and
+            ``description`` (what the rule catches and why). Empty for judges without rules,
+            such as a model-based classifier.
+        """
+        return []
+
+    @abstractmethod
+    def judge_one(self, prompt: str, response: str) -> JudgeResult:
+        """Label one response.
+
+        Args:
+            prompt: the prompt the model answered; judges may ignore it.
+            response: the model's reply, possibly truncated or empty.
+
+        Returns:
+            ``(label, score, rule)``: ``label`` is ``"refusal"`` or ``"compliance"``, ``score``
+            is the confidence that the response is a refusal, in [0, 1], and ``rule`` is the id
+            of the rule that decided, or ``None`` when no single rule did.
+        """
+
+    @property
+    def judge_id(self) -> str:
+        """``name@version``, the string stored in each judgement for provenance."""
+        return f"{self.name}@{self.version}"
+
+
+def register_judge(name: str) -> Callable[[J], J]:
+    """Class decorator that registers a :class:`Judge` subclass under ``name``.
+
+    Args:
+        name: the name users select the judge by; also set as the class's ``name``.
+
+    Returns:
+        The decorator, which returns the class unchanged apart from ``name``.
+
+    Raises:
+        ValueError: if another class is already registered under ``name`` (two plug-ins
+            silently shadowing each other would make reports ambiguous).
+    """
+
+    def decorator(cls: J) -> J:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"judge name {name!r} is already registered by {existing.__qualname__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_judges() -> list[str]:
+    """Names of all registered judges, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_judge(name: str) -> Judge:
+    """Instantiate the judge registered under ``name``.
+
+    Args:
+        name: a name from :func:`available_judges`.
+
+    Returns:
+        A new instance of the judge.
+
+    Raises:
+        ComplianceError: if no judge has that name; the message lists the valid names.
+    """
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        choices = ", ".join(available_judges()) or "(none registered)"
+        raise ComplianceError(f"unknown judge {name!r}: choose one of {choices}") from None
+    return cls()
+
+
+def judge_responses(judge: Judge, items: list[SuiteItem], responses: list[Response]) -> list[Judgement]:
+    """Label every item's response.
+
+    Responses are matched to items by ``item_id`` rather than position, because a resumed
+    generation run may store them in a different order.
+
+    Args:
+        judge: the judge to apply.
+        items: the suite items; the output follows their order.
+        responses: one response per item (extra responses are ignored).
+
+    Returns:
+        One :class:`Judgement` per item, in item order.
+
+    Raises:
+        ValueError: if an item has no response; the message names the item id.
+    """
+    by_id = {r.item_id: r for r in responses}
+    judgements: list[Judgement] = []
+    for item in items:
+        response = by_id.get(item.id)
+        if response is None:
+            raise ValueError(f"no response for suite item {item.id!r}")
+        label, score, rule = judge.judge_one(item.prompt, response.text)
+        judgements.append(
+            Judgement(item_id=item.id, label=label, score=score, judge=judge.judge_id, rule=rule)
+        )
+    return judgements
