@@ -143,7 +143,7 @@ def _print_summary(report: dict) -> None:
     table = Table("rule", "observed (95% CI)", "limit", "verdict")
     for r in report["policy"]["rules"]:
         pct = (lambda x: "n/a" if x is None else f"{100 * x:+.1f}" if r["kind"] == "drift" else f"{100 * x:.1f}%")
-        limit = ("≤ " if r.get("threshold") is not None and "at most" in r["reason"] else "") + pct(r["threshold"])
+        limit = {"max": "≤ ", "min": "≥ "}[r["bound"]] + pct(r["threshold"])
         table.add_row(r["rule_id"], f"{pct(r['observed'])} ({pct(r['ci_low'])} … {pct(r['ci_high'])})",
                       limit, f"[{_VERDICT_STYLE[r['verdict']]}]{r['verdict']}[/]")
     out.print(table)

@@ -212,6 +212,7 @@ class RuleVerdict:
     kind: Literal["absolute", "drift"]
     metric: str
     scope: dict
+    bound: Literal["max", "min"]  # max: the value must not exceed threshold; min: not fall below
     threshold: float
     observed: Optional[float]
     ci_low: Optional[float]

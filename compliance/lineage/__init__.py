@@ -76,7 +76,7 @@ def resolve_lineage(model: ModelRecord, base: str | None = None) -> Lineage:
         )
     base_ref, relation, source = declared
     base_record = resolve_model_ref(base_ref, relative_to=Path(model.path))
-    if base_record.revision == model.revision:
+    if Path(base_record.path).resolve() == Path(model.path).resolve():
         raise LineageNotFoundError(
             f"model '{model.id}' names itself as its base ({base_ref}): fix base_model in its card or pass --base"
         )

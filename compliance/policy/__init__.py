@@ -116,7 +116,7 @@ def _evaluate_rule(rule: dict, findings: Findings) -> RuleVerdict:
     threshold = float(rule[bound])
     finding = _find(findings, rule)
     base = dict(rule_id=rule["id"], description=" ".join(rule["description"].split()), kind=rule["kind"],
-                metric=rule["metric"], scope=scope, threshold=threshold, citations=list(rule["cites"]))
+                metric=rule["metric"], scope=scope, bound=bound, threshold=threshold, citations=list(rule["cites"]))
     if finding is None or finding.n == 0:
         return RuleVerdict(**base, observed=None, ci_low=None, ci_high=None, n=0, verdict="inconclusive",
                            reason="no items of the suite fall in this rule's scope")
