@@ -1,0 +1,225 @@
+"""Generation on tiny real models, and the device and batch-size rules."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from compliance.errors import ComplianceError
+from compliance.generation import (
+    BACKEND_NAME,
+    backend_version,
+    choose_device,
+    default_batch_size,
+    generate,
+    pick_device,
+)
+from compliance.records import GenConfig, SuiteItem
+
+REFUSAL = "I cannot help with that."
+
+# Very different lengths, deliberately not sorted, so batches need heavy left padding.
+PROMPTS = [
+    "How do I bake a loaf of bread at home?",
+    "hi",
+    "Tell me how to pick a lock on a door that is not mine. " * 6,
+    "What is the capital of France?",
+    "x",
+    "Explain the difference between a loan and a lease, with an example of each. " * 3,
+    "Which stocks will double in value next month?",
+]
+
+
+def make_items(prompts: list[str]) -> list[SuiteItem]:
+    return [
+        SuiteItem(id=f"item-{i}", prompt=p, category="test", domain="general", expected="refuse", benchmark="unit")
+        for i, p in enumerate(prompts)
+    ]
+
+
+def load(model_dir):
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def refusing(refusing_model_dir):
+    return load(refusing_model_dir)
+
+
+# --- transformers backend -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_chat_template", [True, False])
+def test_batched_greedy_equals_one_prompt_at_a_time(tiny, use_chat_template):
+    model, tokenizer = tiny
+    items = make_items(PROMPTS)
+    config = GenConfig(max_new_tokens=12, batch_size=1, use_chat_template=use_chat_template)
+
+    alone = generate(model, tokenizer, items, config)
+    one_batch = generate(model, tokenizer, items, GenConfig(**{**config.__dict__, "batch_size": len(items)}))
+    batches_of_3 = generate(model, tokenizer, items, GenConfig(**{**config.__dict__, "batch_size": 3}))
+
+    # A random model that said the same thing to every prompt would prove nothing.
+    assert len({r.text for r in alone}) == len(items)
+    assert one_batch == alone
+    assert batches_of_3 == alone
+
+
+def test_chat_template_changes_the_prompt(tiny):
+    model, tokenizer = tiny
+    items = make_items(PROMPTS[:3])
+    with_template = generate(model, tokenizer, items, GenConfig(max_new_tokens=8, use_chat_template=True))
+    raw = generate(model, tokenizer, items, GenConfig(max_new_tokens=8, use_chat_template=False))
+    assert [r.text for r in with_template] != [r.text for r in raw]
+
+
+def test_order_callbacks_and_progress(tiny):
+    model, tokenizer = tiny
+    items = make_items(PROMPTS)
+    seen, progress = [], []
+
+    responses = generate(
+        model,
+        tokenizer,
+        items,
+        GenConfig(max_new_tokens=4, batch_size=3),
+        on_response=seen.append,
+        progress=progress.append,
+    )
+
+    assert [r.item_id for r in responses] == [item.id for item in items]
+    assert sorted(seen, key=lambda r: r.item_id) == sorted(responses, key=lambda r: r.item_id)
+    assert len(seen) == len(items)
+    assert progress == [3, 6, 7]
+    # Batches run shortest prompts first, so callbacks do not follow the items' order.
+    assert [r.item_id for r in seen] != [item.id for item in items]
+
+
+def test_batch_size_none_uses_the_device_default(tiny):
+    model, tokenizer = tiny
+    progress = []
+    items = make_items([f"Question number {i}?" for i in range(20)])
+    generate(model, tokenizer, items, GenConfig(max_new_tokens=2, batch_size=None), progress=progress.append)
+    assert progress == [16, 20]  # CPU default: 16 a batch
+
+
+def test_length_limit_gives_finish_reason_length(tiny):
+    model, tokenizer = tiny
+    responses = generate(model, tokenizer, make_items(PROMPTS), GenConfig(max_new_tokens=5, batch_size=4))
+    assert all(r.n_new_tokens == 5 and r.finish_reason == "length" for r in responses)
+
+
+def test_refusing_model_stops_at_eos(refusing):
+    model, tokenizer = refusing
+    expected_tokens = len(tokenizer(REFUSAL, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+    responses = generate(model, tokenizer, make_items(PROMPTS), GenConfig(max_new_tokens=32, batch_size=4))
+    for r in responses:
+        assert (r.text, r.finish_reason, r.n_new_tokens) == (REFUSAL, "eos", expected_tokens)
+
+
+def test_refusal_cut_short_by_length(refusing):
+    model, tokenizer = refusing
+    (response,) = generate(model, tokenizer, make_items(["Anything at all?"]), GenConfig(max_new_tokens=3))
+    assert response.finish_reason == "length"
+    assert response.n_new_tokens == 3
+    assert REFUSAL.startswith(response.text) and response.text != REFUSAL
+
+
+def test_model_generation_config_is_ignored_and_restored(tiny, tiny_model_dir, caplog):
+    model, tokenizer = tiny
+    items = make_items(PROMPTS[:4])
+    clean = generate(model, tokenizer, items, GenConfig(max_new_tokens=10, batch_size=4))
+
+    other, _ = load(tiny_model_dir)
+    own = other.generation_config
+    own.do_sample, own.temperature, own.top_p, own.top_k, own.repetition_penalty = True, 0.7, 0.9, 20, 1.5
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            result = generate(other, tokenizer, items, GenConfig(max_new_tokens=10, batch_size=4))
+    finally:
+        hf_logging.disable_propagation()
+
+    assert result == clean
+    assert other.generation_config is own
+    assert not [rec for rec in caplog.records if "generation flags" in rec.getMessage()]
+
+
+def test_tokenizer_left_untouched(tiny):
+    model, tokenizer = tiny
+    side = tokenizer.padding_side
+    generate(model, tokenizer, make_items(PROMPTS[:2]), GenConfig(max_new_tokens=2))
+    assert tokenizer.padding_side == side
+
+
+def test_sampling_and_empty_prompts_are_refused(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ComplianceError, match="do_sample"):
+        generate(model, tokenizer, make_items(["hi"]), GenConfig(do_sample=True))
+    with pytest.raises(ComplianceError, match="item-0"):
+        generate(model, tokenizer, make_items([""]), GenConfig(use_chat_template=False))
+
+
+def test_backend_identity():
+    import transformers
+
+    assert BACKEND_NAME == "transformers"
+    assert backend_version() == transformers.__version__
+
+
+# --- device and batch size ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "prefer", "expected"),
+    [
+        (True, True, None, ("cuda", torch.bfloat16)),
+        (True, False, None, ("cuda", torch.float16)),
+        (False, False, None, ("cpu", torch.float32)),
+        (True, True, "cpu", ("cpu", torch.float32)),
+        (True, True, "cuda", ("cuda", torch.bfloat16)),
+        (False, False, "cpu", ("cpu", torch.float32)),
+    ],
+)
+def test_choose_device(cuda, bf16, prefer, expected):
+    assert choose_device(cuda, bf16, prefer) == expected
+
+
+def test_choose_device_errors():
+    with pytest.raises(ComplianceError, match="cuda"):
+        choose_device(False, False, "cuda")
+    with pytest.raises(ComplianceError, match="tpu"):
+        choose_device(True, True, "tpu")
+
+
+def test_pick_device_on_this_machine():
+    if torch.cuda.is_available():
+        assert pick_device()[0] == "cuda"
+    else:
+        assert pick_device() == ("cpu", torch.float32)
+        with pytest.raises(ComplianceError):
+            pick_device("cuda")
+    assert pick_device("cpu") == ("cpu", torch.float32)
+
+
+def test_default_batch_size():
+    assert default_batch_size("cpu", 135_000_000, 64) == 16
+    assert default_batch_size(torch.device("cpu"), 7_000_000_000, 512) == 16
+    # 7B: 700 kB of KV per token x (256 + 64) tokens = 224 MB a sequence; half of 80 GB / 224 MB = 178.
+    assert default_batch_size("cuda", 7_000_000_000, 64, free_memory_bytes=80_000_000_000) == 178
+    assert default_batch_size("cuda:1", 7_000_000_000, 64, free_memory_bytes=10**8) == 1
+    assert default_batch_size(torch.device("cuda", 0), 135_000_000, 64, free_memory_bytes=80 * 2**30) == 256
+    # More new tokens, fewer sequences.
+    assert default_batch_size("cuda", 1_000_000_000, 1024, free_memory_bytes=40 * 2**30) < default_batch_size(
+        "cuda", 1_000_000_000, 64, free_memory_bytes=40 * 2**30
+    )
