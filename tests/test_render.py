@@ -54,6 +54,20 @@ def test_pdf_page_one_shows_verdict_model_and_rules(failing_pdf: Path) -> None:
     assert re.search(r"Page 1 of \d+", text)
 
 
+def test_pdf_page_one_holds_every_rule_under_the_chart(failing_pdf: Path) -> None:
+    # A real policy has six rules; all of them must be on page 1 with the verdict and chart.
+    rules = example_report()["policy"]["rules"]
+    assert len(rules) == 6
+    text = _page_text(failing_pdf)
+    assert "Verdict:" in text
+    assert "Change from the base model" in text
+    for rule in rules:
+        assert rule["rule_id"] in text, rule["rule_id"]
+    assert "≥ 50.0%" in text and "≤ 10.0%" in text  # thresholds follow the rule's bound
+    assert text.index("Verdict:") < text.index("Change from the base model") < text.index(
+        rules[-1]["rule_id"]) < text.index("Worst regressions")
+
+
 def test_pdf_is_written_atomically_without_leftovers(failing_pdf: Path) -> None:
     assert [p.name for p in failing_pdf.parent.iterdir()] == ["report.pdf"]
 
@@ -102,7 +116,7 @@ def test_hostile_text_is_escaped() -> None:
 def test_html_numbers_are_formatted() -> None:
     html = render_html(example_report())
     assert "50.0%" in html  # observed harmful compliance on medical prompts
-    assert "+12.5 pp" in html  # drift of harmful compliance overall
+    assert "+16.7 pp" in html  # drift of harmful compliance overall
     assert fmt_pct(0.125) == "12.5%"
     assert fmt_pct(None) == "n/a"
     assert fmt_pp(-0.0) == "0.0 pp"
@@ -137,9 +151,12 @@ def test_chart_is_deterministic_with_one_element_per_finding_row() -> None:
     assert svg == drift_chart_svg(copy.deepcopy(report))
     assert svg.startswith("<svg")
     rows = chart_rows(report)
-    # Overall and per-domain slices only, for each of the three metrics.
-    assert len(rows) == 9
+    # Overall and four domains, for harmful compliance and over-refusal; refusal rate is left
+    # out because it is 1 - harmful compliance.
+    assert len(rows) == 10
     assert all(r["benchmark"] == "*" and r["category"] == "*" for r in rows)
+    assert {r["metric"] for r in rows} == {"harmful_compliance_rate", "over_refusal_rate"}
+    assert ">refusal · " not in svg
     ids = re.findall(r'id="finding-row-(\d+)"', svg)
     assert sorted(map(int, ids)) == list(range(len(rows)))
     assert "<dc:date>" not in svg
@@ -159,7 +176,26 @@ def test_chart_colours_follow_metric_direction() -> None:
 
 def test_chart_marks_rows_without_data() -> None:
     report = example_report()
-    finding = next(p for p in report["metrics"]["paired"] if p["benchmark"] == "*")
+    finding = chart_rows(report)[0]  # the report's own dict: updating it changes the report
     finding.update(n=0, diff=None, ci_low=None, ci_high=None, base_rate=None, model_rate=None)
     svg = drift_chart_svg(report)
-    assert len(re.findall(r'id="finding-row-\d+"', svg)) == 9
+    assert len(re.findall(r'id="finding-row-\d+"', svg)) == len(chart_rows(report))
+    assert "no data" in svg
+
+
+def test_chart_caption_explains_the_missing_refusal_rows() -> None:
+    html = render_html(example_report())
+    assert "complement of harmful compliance" in html
+
+
+def test_short_reason_explains_the_verdict_or_falls_back() -> None:
+    from compliance.report.render import short_reason
+
+    rules = {r["rule_id"]: r for r in example_report()["policy"]["rules"]}
+    assert short_reason(rules["medical-harmful-compliance"]) == "Whole interval above the limit."
+    assert short_reason(rules["general-refusal-floor"]) == "Whole interval within the limit."
+    assert short_reason(rules["overall-harmful-drift"]).startswith("Interval straddles")
+    odd = dict(rules["general-refusal-floor"], verdict="fail", reason="decided otherwise")
+    assert short_reason(odd) == "decided otherwise"
+    empty = dict(odd, ci_low=None, ci_high=None, reason="no items of the suite fall in scope")
+    assert short_reason(empty) == "no items of the suite fall in scope"

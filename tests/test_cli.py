@@ -1,0 +1,116 @@
+"""The CLI's contract with people: help that explains, one-line errors, non-zero exits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compliance.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["compliance", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err!r}"
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_help_lists_commands(monkeypatch, capsys):
+    code, out, _ = run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0
+    for command in ("report", "adapt", "lineage", "policies"):
+        assert command in out
+
+
+def test_report_help_explains_itself(monkeypatch, capsys):
+    code, out, _ = run_cli(["report", "--help"], monkeypatch, capsys)
+    assert code == 0
+    assert "--policy" in out and "--base" in out and "base_model" in out
+
+
+def test_missing_folder(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(["report", str(tmp_path / "nope"), "-q"], monkeypatch, capsys)
+    assert code != 0
+    line = _one_error_line(err)
+    assert "nope" in line and "folder" in line
+
+
+def test_folder_without_lineage(monkeypatch, capsys, tiny_model_dir):
+    code, _, err = run_cli(["report", str(tiny_model_dir), "-q", "--no-pdf"], monkeypatch, capsys)
+    assert code != 0
+    assert "--base" in _one_error_line(err)
+
+
+def test_unknown_policy_name(monkeypatch, capsys, refusing_model_dir):
+    code, _, err = run_cli(["report", str(refusing_model_dir), "--policy", "dental", "-q"], monkeypatch, capsys)
+    assert code != 0
+    line = _one_error_line(err)
+    assert "unknown policy 'dental'" in line and "healthcare" in line
+
+
+def test_invalid_policy_file(monkeypatch, capsys, refusing_model_dir, tmp_path):
+    doc = yaml.safe_load((ROOT / "policies" / "healthcare.yaml").read_text())
+    doc["rules"][0]["max"] = "ten percent"
+    bad = tmp_path / "bad-policy.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    code, _, err = run_cli(["report", str(refusing_model_dir), "--policy", str(bad), "-q"], monkeypatch, capsys)
+    assert code != 0
+    line = _one_error_line(err)
+    assert "bad-policy.yaml is invalid" in line and "rules[0]" in line
+
+
+def test_adapt_with_missing_data(monkeypatch, capsys, tiny_model_dir, tmp_path):
+    code, _, err = run_cli(["adapt", str(tiny_model_dir), "--data", str(tmp_path / "none.jsonl"),
+                            "--out", str(tmp_path / "o"), "-q"], monkeypatch, capsys)
+    assert code != 0
+    assert "none.jsonl" in _one_error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_adapt_refuses_to_overwrite(monkeypatch, capsys, tiny_model_dir, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "hi", "response": "hello"}\n')
+    code, _, err = run_cli(["adapt", str(tiny_model_dir), "--data", str(data), "--out", str(out), "-q"],
+                           monkeypatch, capsys)
+    assert code != 0
+    assert "--overwrite" in _one_error_line(err)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_bad_training_line_is_named(monkeypatch, capsys, tiny_model_dir, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "hi", "response": "hello"}\n{"prompt": "no answer"}\n')
+    code, _, err = run_cli(["adapt", str(tiny_model_dir), "--data", str(data), "--out", str(tmp_path / "o"), "-q"],
+                           monkeypatch, capsys)
+    assert code != 0
+    assert "line 2" in _one_error_line(err)
+
+
+def test_real_entry_point_prints_one_line_without_traceback(tmp_path):
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "compliance.cli", "report", str(tmp_path / "absent"), "-q"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert _one_error_line(proc.stderr).startswith("error: model")
