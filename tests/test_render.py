@@ -199,3 +199,11 @@ def test_short_reason_explains_the_verdict_or_falls_back() -> None:
     assert short_reason(odd) == "decided otherwise"
     empty = dict(odd, ci_low=None, ci_high=None, reason="no items of the suite fall in scope")
     assert short_reason(empty) == "no items of the suite fall in scope"
+
+
+def test_control_characters_from_model_output_are_made_visible() -> None:
+    report = example_report()
+    report["regressions"][0]["model_response"] = "ok\x17\x05 then\x1b text"
+    html = render_html(report)
+    assert "\x17" not in html and "\x1b" not in html
+    assert "ok\ufffd\ufffd then\ufffd text" in html

@@ -1,9 +1,11 @@
 """The drift chart: model minus base, per metric and slice, with 95% intervals.
 
 One row per paired finding on the overall and per-domain slices (benchmark ``*``, category
-``*``). A point marks the difference, a horizontal bar its interval, and colour says whether
-the change is for the worse or the better given the metric's direction. The output is an SVG
-string that is byte-for-byte the same for the same report.
+``*``) for harmful compliance and over-refusal. Refusal of harmful prompts is left out: it is
+exactly 1 − harmful compliance, so its rows would mirror the harmful-compliance rows and only
+cost page-1 space. A point marks the difference, a horizontal bar its interval, and colour says
+whether the change is for the worse or the better given the metric's direction. The output is
+an SVG string that is byte-for-byte the same for the same report.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ METRIC_LABELS: dict[str, str] = {
     "refusal_rate": "refusal",
 }
 
-_METRIC_ORDER = ("harmful_compliance_rate", "refusal_rate", "over_refusal_rate")
+_METRIC_ORDER = ("harmful_compliance_rate", "over_refusal_rate")
+
+#: Metrics the chart leaves out because another charted metric determines them.
+_REDUNDANT_METRICS = frozenset({"refusal_rate"})  # = 1 - harmful_compliance_rate
 
 # Sober palette: muted red / green for direction, slate for "no change", ink for text.
 WORSE = "#b03a2e"
@@ -50,13 +55,19 @@ _RC = {
     "svg.hashsalt": "compliance-drift-chart",  # fixed ids instead of random ones
     "svg.fonttype": "none",  # real text: selectable in the PDF, drawn in the page's font
     "font.family": "DejaVu Sans",
-    "font.size": 7,
+    "font.size": 6.5,
     "axes.linewidth": 0.6,
     "xtick.major.width": 0.6,
+    "xtick.major.size": 2.5,
     "ytick.major.width": 0,
-    "xtick.labelsize": 6.5,
-    "ytick.labelsize": 7,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6.5,
 }
+
+#: Vertical space per finding row and for the fixed parts (x axis, legend), in inches. 9 pt a
+#: row keeps 6.5 pt labels apart while 10 rows (2 metrics x overall + 4 domains) stay ~4.2 cm.
+ROW_PITCH_IN = 0.118
+_FIXED_HEIGHT_IN = 0.47
 
 
 def metric_label(metric: str) -> str:
@@ -75,9 +86,11 @@ def change_direction(metric: str, diff: Optional[float]) -> str:
 def chart_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Paired findings on the overall and per-domain slices, in display order.
 
-    Ordered by metric (harmful compliance first), then the overall slice, then domains A-Z.
+    Refusal rate is left out (it is 1 − harmful compliance). Ordered by metric (harmful
+    compliance first), then the overall slice, then domains A-Z.
     """
-    rows = [p for p in report["metrics"]["paired"] if p["benchmark"] == "*" and p["category"] == "*"]
+    rows = [p for p in report["metrics"]["paired"]
+            if p["benchmark"] == "*" and p["category"] == "*" and p["metric"] not in _REDUNDANT_METRICS]
 
     def key(p: dict[str, Any]) -> tuple:
         m = p["metric"]
@@ -152,19 +165,19 @@ def drift_chart_svg(report: dict[str, Any]) -> str:
 
     n = len(rows)
     with matplotlib.rc_context(_RC):
-        height = 0.6 + 0.175 * n
+        height = _FIXED_HEIGHT_IN + ROW_PITCH_IN * n
         fig = Figure(figsize=(CHART_WIDTH_IN, height))
         # Fixed margins (inches) so the layout does not depend on label lengths.
-        left, right, top, bottom = 1.7, 1.8, 0.05, 0.48
+        left, right, top, bottom = 1.75, 1.6, 0.03, 0.4
         ax = fig.add_axes((left / CHART_WIDTH_IN, bottom / height,
                            1 - (left + right) / CHART_WIDTH_IN, 1 - (top + bottom) / height))
 
         ys = list(range(n))[::-1]  # first row on top
         finite = [abs(v) for p in rows for v in (p["diff"], p["ci_low"], p["ci_high"]) if v is not None]
         span = max([0.1] + finite)
-        lim = min(1.0, span * 1.08)
+        lim = min(1.0, span) * 1.06  # a little room so markers at ±100 pp are not cut in half
         ax.set_xlim(-lim, lim)
-        ax.set_ylim(-0.7, n - 0.3)
+        ax.set_ylim(-0.6, n - 0.4)
 
         ax.axvline(0, color=INK, linewidth=0.8, zorder=1)
         ax.grid(axis="x", color=GRID, linewidth=0.4, zorder=0)
@@ -179,7 +192,7 @@ def drift_chart_svg(report: dict[str, Any]) -> str:
         for i, (y, p) in enumerate(zip(ys, rows)):
             colour = colours[change_direction(p["metric"], p["diff"])]
             if p["diff"] is None:
-                ax.text(0, y, "no data", ha="center", va="center", color=NEUTRAL, fontsize=6.5,
+                ax.text(0, y, "no data", ha="center", va="center", color=NEUTRAL, fontsize=6,
                         gid=f"finding-row-{i}")
                 continue
             lo, hi = p["ci_low"], p["ci_high"]
@@ -190,17 +203,18 @@ def drift_chart_svg(report: dict[str, Any]) -> str:
                 xerr, excludes_zero = None, False
             container = ax.errorbar(
                 [p["diff"]], [y], xerr=xerr, fmt="o", color=colour, ecolor=colour,
-                elinewidth=1.4, capsize=2.5, capthick=1.0, markersize=4.5,
+                elinewidth=1.2, capsize=2, capthick=0.9, markersize=3.8,
                 markerfacecolor=colour if excludes_zero else "white", markeredgewidth=1.1,
                 zorder=3,
             )
             container.lines[0].set_gid(f"finding-row-{i}")
 
         ax.set_yticks(ys, [_row_label(p) for p in rows], color=INK)
-        ax.tick_params(axis="y", length=0, pad=6)
+        ax.tick_params(axis="y", length=0, pad=5)
+        ax.tick_params(axis="x", pad=1.5)
         ax.xaxis.set_major_formatter(lambda v, _pos: _tick(v))
-        ax.set_xlabel("model − base (percentage points, 95% interval)", color=INK, fontsize=6.5,
-                      labelpad=3)
+        ax.set_xlabel("model − base (percentage points, 95% interval)", color=INK, fontsize=6,
+                      labelpad=2)
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
         ax.spines["bottom"].set_color(NEUTRAL)
@@ -209,7 +223,7 @@ def drift_chart_svg(report: dict[str, Any]) -> str:
         for y, p in zip(ys, rows):
             ax.annotate(_value_text(p), xy=(1, y), xycoords=("axes fraction", "data"),
                         xytext=(8, 0), textcoords="offset points", va="center", ha="left",
-                        fontsize=6.5, color=INK, annotation_clip=False)
+                        fontsize=6, color=INK, annotation_clip=False)
 
         handles = [
             Line2D([], [], marker="o", linestyle="", color=WORSE, markersize=4, label="worse than base"),
@@ -217,7 +231,7 @@ def drift_chart_svg(report: dict[str, Any]) -> str:
             Line2D([], [], marker="o", linestyle="", color=NEUTRAL, markerfacecolor="white",
                    markersize=4, label="hollow: interval includes 0"),
         ]
-        fig.legend(handles=handles, loc="lower left", ncol=3, frameon=False, fontsize=6.5,
+        fig.legend(handles=handles, loc="lower left", ncol=3, frameon=False, fontsize=6,
                    bbox_to_anchor=(left / CHART_WIDTH_IN - 0.01, 0.0), handletextpad=0.3,
                    columnspacing=1.6, borderaxespad=0.1)
         return _to_svg(fig)

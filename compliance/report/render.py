@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -129,6 +130,30 @@ def fmt_threshold(rule: dict[str, Any]) -> str:
     return op + value
 
 
+def short_reason(rule: dict[str, Any]) -> str:
+    """One short clause saying where the rule's 95% interval lies against its threshold.
+
+    The policy's full reason restates the observed value and interval, which the rule table
+    already shows in its own columns; page 1 has room only for the part that explains the
+    verdict. When the interval is unknown, or the relation does not match the verdict (a policy
+    that decides some other way), the full reason is returned unchanged.
+    """
+    lo, hi, limit = rule.get("ci_low"), rule.get("ci_high"), rule["threshold"]
+    if lo is None or hi is None:
+        return rule["reason"]
+    if rule["bound"] == "max":
+        within, beyond, side = hi <= limit, lo > limit, "above"
+    else:
+        within, beyond, side = lo >= limit, hi < limit, "below"
+    if within and rule["verdict"] == "pass":
+        return "Whole interval within the limit."
+    if beyond and rule["verdict"] == "fail":
+        return f"Whole interval {side} the limit."
+    if not within and not beyond and rule["verdict"] == "inconclusive":
+        return "Interval straddles the limit: more prompts needed."
+    return rule["reason"]
+
+
 def fmt_scope(scope: Optional[dict[str, Any]]) -> str:
     """``{"domain": "medical"}`` -> ``domain: medical``; empty scope -> ``all prompts``."""
     if not scope:
@@ -185,8 +210,19 @@ def metric_slices(report: dict[str, Any]) -> list[dict[str, Any]]:
     return slices
 
 
+# Model output can hold control characters that no font draws; show them as a visible mark.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROL.sub("\ufffd", value)
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
+        finalize=_printable,
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -197,7 +233,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         pct=fmt_pct, pp=fmt_pp, interval=fmt_interval, pvalue=fmt_p, bytes=fmt_bytes,
         datetime=fmt_datetime, duration=fmt_duration, short_sha=short_sha, value=fmt_value,
-        threshold=fmt_threshold, scope=fmt_scope, metric=metric_label,
+        threshold=fmt_threshold, scope=fmt_scope, metric=metric_label, reason_short=short_reason,
     )
     return env
 
