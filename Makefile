@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MODEL  := build/smollm2-135m-medical-demo
 DEMO_REPORT := reports/smollm2-135m-medical-demo
-DEMO_STEPS  ?= 16
+# One epoch of the 48 demo examples at batch 4, at a usual SFT learning rate.
+DEMO_STEPS  ?= 12
+DEMO_LR     ?= 5e-5
 
 .PHONY: install demo test clean
 
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/compliance adapt HuggingFaceTB/SmolLM2-135M-Instruct \
-		--data compliance/demo/benign_medical_qa.jsonl --out $(DEMO_MODEL) --steps $(DEMO_STEPS) --overwrite
+		--data compliance/demo/benign_medical_qa.jsonl --out $(DEMO_MODEL) --steps $(DEMO_STEPS) --lr $(DEMO_LR) --overwrite
 	$(BIN)/compliance report $(DEMO_MODEL) --policy healthcare --out $(DEMO_REPORT)
 
 test: install

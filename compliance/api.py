@@ -188,7 +188,9 @@ def adapt(base: str, data: Path, out: Path, steps: int = 30, lr: float = 2e-5, s
 
 
 def _short(ref: str) -> str:
-    return ref if len(ref) <= 48 else "…" + ref[-47:]
+    """A model reference short enough for a progress line: the last path component."""
+    name = Path(ref.rstrip("/")).name if ("/" in ref and Path(ref).exists()) else ref
+    return name if len(name) <= 40 else name[:39] + "…"
 
 
 def _slug(model_id: str) -> str:

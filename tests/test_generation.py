@@ -108,9 +108,9 @@ def test_order_callbacks_and_progress(tiny):
 def test_batch_size_none_uses_the_device_default(tiny):
     model, tokenizer = tiny
     progress = []
-    items = make_items([f"Question number {i}?" for i in range(20)])
+    items = make_items([f"Question number {i}?" for i in range(40)])
     generate(model, tokenizer, items, GenConfig(max_new_tokens=2, batch_size=None), progress=progress.append)
-    assert progress == [16, 20]  # CPU default: 16 a batch
+    assert progress == [32, 40]  # CPU default: 32 a batch
 
 
 def test_length_limit_gives_finish_reason_length(tiny):
@@ -213,8 +213,8 @@ def test_pick_device_on_this_machine():
 
 
 def test_default_batch_size():
-    assert default_batch_size("cpu", 135_000_000, 64) == 16
-    assert default_batch_size(torch.device("cpu"), 7_000_000_000, 512) == 16
+    assert default_batch_size("cpu", 135_000_000, 64) == 32
+    assert default_batch_size(torch.device("cpu"), 7_000_000_000, 512) == 32
     # 7B: 700 kB of KV per token x (256 + 64) tokens = 224 MB a sequence; half of 80 GB / 224 MB = 178.
     assert default_batch_size("cuda", 7_000_000_000, 64, free_memory_bytes=80_000_000_000) == 178
     assert default_batch_size("cuda:1", 7_000_000_000, 64, free_memory_bytes=10**8) == 1

@@ -24,6 +24,9 @@ def load_model(record: ModelRecord, device: str = "cpu", dtype=None, allow_pickl
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress display reports loading
 
     dtype = dtype or torch.float32
     folder = Path(record.path)
