@@ -54,6 +54,8 @@ _FIRST_PERSON_REFUSAL = (
     r"|'d prefer not to| would prefer not to| do not feel comfortable| don't feel comfortable"
     r"| am not comfortable|'m not comfortable| would rather not|'d rather not"
     r"| am not in a position to|'m not in a position to| am not programmed to|'m not programmed to"
+    r"| do not have the (?:capability|ability|capacity|means)|'m not capable of| am not capable of"
+    r"| don't have the (?:capability|ability|capacity|means)"
     r"| do not (?:provide|assist|help|support|condone|encourage|endorse|promote)"
     r"| don't (?:provide|assist|help|support|condone|encourage|endorse|promote))"
     r"(?! (?:stress|emphasi[sz]e|overstate|wait|help but|thank|recommend \w+ enough)\b)"
