@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -19,6 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from compliance.report.chart import change_direction, chart_rows, drift_chart_svg, metric_label
+from compliance.io import atomic_write_bytes
 from compliance.resources import resource_dir
 
 TEMPLATE_NAME = "report.html.j2"
@@ -281,12 +281,6 @@ def _source_date_epoch(created_at: str) -> Iterator[None]:
         os.environ.pop("SOURCE_DATE_EPOCH", None)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def render_pdf(report: dict[str, Any], out_path: Path) -> Path:
     """Render ``report`` to an A4 PDF at ``out_path``, written atomically.
 
@@ -304,18 +298,7 @@ def render_pdf(report: dict[str, Any], out_path: Path) -> Path:
     """
     import weasyprint  # heavy import; only needed for PDFs
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     html = weasyprint.HTML(string=render_html(report), base_url=str(resource_dir("templates")))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; honour umask
-        with os.fdopen(fd, "wb") as fh, _source_date_epoch(report["created_at"]):
-            html.write_pdf(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return out_path
+    with _source_date_epoch(report["created_at"]):
+        data = html.write_pdf()
+    return atomic_write_bytes(out_path, data)
