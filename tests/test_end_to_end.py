@@ -41,6 +41,15 @@ def test_report_json_validates_and_carries_provenance(refusing_report, refusing_
         assert all(len(w["sha256"]) == 64 for w in model["weights"])
 
 
+def test_report_files_are_readable_by_others(refusing_report):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (refusing_report.json_path, refusing_report.pdf_path):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_refusing_finetune_fails_on_over_refusal(refusing_report):
     report = refusing_report.report
     # The fine-tune was trained to refuse everything, so every item is judged a refusal.
