@@ -36,3 +36,35 @@ class DataError(ComplianceError):
 
 class ReportError(ComplianceError):
     """A report could not be built or does not match its schema."""
+
+
+class HubRepoNotFoundError(ModelNotFoundError):
+    """A Hub repository does not exist (or is private and no token grants access)."""
+
+
+class HubRevisionNotFoundError(ModelNotFoundError):
+    """A Hub repository exists but the requested revision (branch, tag, commit) does not."""
+
+
+class HubGatedRepoError(ModelNotFoundError):
+    """A Hub repository is gated or private and the current token (if any) has no access."""
+
+
+class HubUnreachableError(ComplianceError):
+    """The Hub (``HF_ENDPOINT``) cannot be reached, or offline mode is on and the cache is cold."""
+
+
+class MalformedCardError(LineageNotFoundError):
+    """A model card's YAML front matter cannot be parsed."""
+
+
+class LineageCycleError(LineageNotFoundError):
+    """Following declared bases leads back to a model already seen (A → B → A)."""
+
+
+class LineageDepthError(LineageNotFoundError):
+    """Following declared bases exceeded the depth limit."""
+
+
+class ModelTooLargeError(ComplianceError):
+    """A model needs more memory than the device has available."""

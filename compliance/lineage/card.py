@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from compliance.errors import LineageNotFoundError
+from compliance.errors import MalformedCardError
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:
@@ -24,24 +24,34 @@ def read_card_metadata(folder: Path) -> dict:
     """Front matter of ``folder/README.md`` as a dict (empty when there is no card or no front matter).
 
     Raises:
-        LineageNotFoundError: the front matter is not valid YAML or not a mapping.
+        MalformedCardError: the front matter is not valid YAML or not a mapping.
     """
     card = Path(folder) / "README.md"
     if not card.is_file():
         return {}
-    meta_text, _ = split_front_matter(card.read_text(encoding="utf-8", errors="replace"))
+    return parse_front_matter(card.read_text(encoding="utf-8", errors="replace"), f"model card {card}")
+
+
+def parse_front_matter(text: str, where: str) -> dict:
+    """Front matter of a card's ``text`` as a dict; ``where`` names the card in error messages.
+
+    Raises:
+        MalformedCardError: the front matter is not valid YAML or not a mapping.
+    """
+    meta_text, _ = split_front_matter(text)
     if meta_text is None:
         return {}
     try:
         meta = yaml.safe_load(meta_text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 2})" if mark is not None else ""
-        raise LineageNotFoundError(
-            f"model card {card} has malformed YAML front matter{where}: fix the block between the '---' lines"
+        line = f" (line {mark.line + 2})" if mark is not None else ""
+        raise MalformedCardError(
+            f"{where} has malformed YAML front matter{line}: fix the block between the '---' lines, "
+            "or pass the base to compare with using --base"
         ) from exc
     if meta is None:
         return {}
     if not isinstance(meta, dict):
-        raise LineageNotFoundError(f"model card {card} front matter is not a mapping of keys to values: fix its YAML")
+        raise MalformedCardError(f"{where} front matter is not a mapping of keys to values: fix its YAML")
     return meta

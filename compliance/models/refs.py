@@ -1,4 +1,4 @@
-"""Resolve a model reference (built-in id or local folder) to a content-pinned record."""
+"""Resolve a model reference (built-in id, local folder or Hub id) to a pinned record."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def resolve_model_ref(ref: str, relative_to: Path | None = None) -> ModelRecord:
     """Turn ``ref`` into a :class:`ModelRecord`.
 
     Args:
-        ref: the built-in model's id (``HuggingFaceTB/SmolLM2-135M-Instruct``) or a folder.
+        ref: the built-in model's id (``HuggingFaceTB/SmolLM2-135M-Instruct``), a folder, or a Hub id
+            ``org/name[@revision]`` (pinned to its commit sha; weights are not downloaded here).
         relative_to: folder against which a relative path is tried first (a card's own folder).
 
     Raises:
@@ -34,9 +35,13 @@ def resolve_model_ref(ref: str, relative_to: Path | None = None) -> ModelRecord:
             return local_record(path)
     if Path(ref).exists():
         raise ModelNotFoundError(f"model '{ref}' is a file, not a folder: pass the folder that holds config.json")
+    from compliance.hub import hub_record, looks_like_hub_id
+
+    if looks_like_hub_id(ref):
+        return hub_record(ref)
     raise ModelNotFoundError(
-        f"model '{ref}' is neither a folder on this machine nor the built-in model: "
-        "pass a local Hugging Face model folder (Hub downloads are not supported in this version)"
+        f"model '{ref}' is neither a folder on this machine nor the built-in model nor a Hub id: "
+        "pass a local Hugging Face model folder or a Hub id as org/name[@revision]"
     )
 
 

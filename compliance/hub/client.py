@@ -1,0 +1,270 @@
+"""Read repository metadata and small files from the Hub, with errors meant for people.
+
+Every call goes through the real ``huggingface_hub`` client, at the endpoint and in the offline
+mode it is configured with (``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``). The metadata of
+each repository seen online (commit sha, files with their LFS sha256, card data, gated status)
+is kept in ``<HF_HUB_CACHE>/../compliance-hub-meta`` so lineage resolves offline from a warm cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from compliance.errors import (
+    HubGatedRepoError,
+    HubRepoNotFoundError,
+    HubRevisionNotFoundError,
+    HubUnreachableError,
+    MalformedCardError,
+)
+from compliance.hub.refs import COMMIT_SHA, HubRef
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A file of a repository at one commit; ``lfs_sha256`` is set for files stored with Git LFS."""
+
+    path: str
+    size: Optional[int]
+    lfs_sha256: Optional[str] = None
+
+
+@dataclass
+class HubRepo:
+    """What the Hub says about a model repository at one commit."""
+
+    repo_id: str
+    sha: str
+    requested_revision: Optional[str]
+    files: list[HubFile]
+    card_data: Optional[dict] = None
+    base_models: Any = None
+    gated: Optional[str] = None
+    private: Optional[bool] = None
+    endpoint: str = ""
+    _texts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repo_id}@{self.requested_revision}" if self.requested_revision else self.repo_id
+
+    def has(self, filename: str) -> bool:
+        return any(f.path == filename for f in self.files)
+
+
+# In-process memo: one resolution asks for the same repository several times.
+_MEMO: dict[tuple[str, str, str], HubRepo] = {}
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _meta_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE).expanduser().parent / "compliance-hub-meta"
+
+
+def _repo_dir(repo_id: str) -> Path:
+    return _meta_dir() / ("models--" + repo_id.replace("/", "--"))
+
+
+def fetch_repo(ref: HubRef) -> HubRepo:
+    """Metadata of ``ref`` pinned to a commit: from the Hub, or from the cache when offline.
+
+    Raises:
+        HubRepoNotFoundError, HubRevisionNotFoundError, HubGatedRepoError, HubUnreachableError.
+    """
+    key = (endpoint(), ref.repo_id.lower(), ref.revision or "")
+    if key in _MEMO and (ref.revision and COMMIT_SHA.match(ref.revision) or offline()):
+        return _MEMO[key]
+    if offline():
+        repo = _load_cached(ref)
+    else:
+        from huggingface_hub import HfApi
+
+        with hub_errors(ref):
+            info = HfApi(endpoint=endpoint()).model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+        repo = HubRepo(
+            repo_id=info.id or ref.repo_id,
+            sha=info.sha,
+            requested_revision=ref.revision,
+            files=[HubFile(s.rfilename, s.size if s.size is not None else (s.lfs.size if s.lfs else None),
+                           s.lfs.sha256 if s.lfs else None) for s in (info.siblings or [])],
+            card_data=_card_dict(info.card_data),
+            base_models=getattr(info, "base_models", None),
+            gated=(info.gated or None) if isinstance(info.gated, str) else ("auto" if info.gated else None),
+            private=info.private,
+            endpoint=endpoint(),
+        )
+        if not repo.sha or not COMMIT_SHA.match(repo.sha):
+            raise HubUnreachableError(
+                f"the Hub at {endpoint()} returned no commit sha for '{ref}': check HF_ENDPOINT points at a Hub"
+            )
+        _save_cached(repo)
+    _MEMO[key] = repo
+    _MEMO[(key[0], key[1], repo.sha)] = repo
+    return repo
+
+
+def read_repo_file(repo: HubRepo, filename: str) -> Optional[str]:
+    """Text of ``filename`` at the repository's pinned commit (downloaded into the Hub cache), or None if absent."""
+    if not repo.has(filename):
+        return None
+    if filename in repo._texts:
+        return repo._texts[filename]
+    path = download_file(repo, filename)
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    repo._texts[filename] = text
+    return text
+
+
+def download_file(repo: HubRepo, filename: str) -> str:
+    """Local path of ``filename`` at the pinned commit, downloading it into the Hub cache if needed."""
+    from huggingface_hub import hf_hub_download
+
+    with hub_errors(HubRef(repo.repo_id, repo.requested_revision), filename):
+        return hf_hub_download(repo.repo_id, filename, revision=repo.sha, endpoint=endpoint())
+
+
+def read_json_file(repo: HubRepo, filename: str) -> Optional[dict]:
+    """``filename`` parsed as a JSON object, or None when absent or not a JSON object."""
+    text = read_repo_file(repo, filename)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def repo_metadata(repo: HubRepo) -> dict:
+    """The model card's front matter: parsed from README.md at the pinned commit, else the API's cardData.
+
+    Raises:
+        MalformedCardError: README.md's front matter is not valid YAML.
+    """
+    from compliance.lineage.card import parse_front_matter
+
+    text = read_repo_file(repo, "README.md")
+    if text is None:
+        return dict(repo.card_data or {})
+    return parse_front_matter(text, f"model card of {repo.repo_id}@{repo.sha[:12]} (README.md)")
+
+
+@contextlib.contextmanager
+def hub_errors(ref: HubRef, filename: Optional[str] = None) -> Iterator[None]:
+    """Turn ``huggingface_hub`` and transport errors into one-line :class:`ComplianceError` messages."""
+    import httpx2
+    from huggingface_hub import errors as hf_errors
+
+    where = f"'{ref}'" + (f" (file {filename})" if filename else "")
+    try:
+        yield
+    except hf_errors.GatedRepoError as exc:
+        raise HubGatedRepoError(
+            f"model {where} is gated or private: accept its terms at {endpoint()}/{ref.repo_id} while logged in, "
+            "then set HF_TOKEN to an access token of that account"
+        ) from exc
+    except hf_errors.RevisionNotFoundError as exc:
+        raise HubRevisionNotFoundError(
+            f"model '{ref.repo_id}' has no revision '{ref.revision}' on {endpoint()}: "
+            "pass an existing branch, tag or 40-hex commit sha as org/name@revision"
+        ) from exc
+    except hf_errors.RepositoryNotFoundError as exc:
+        raise HubRepoNotFoundError(
+            f"model '{ref.repo_id}' was not found on the Hub ({endpoint()}): check the id (org/name); "
+            "if the repository is private, set HF_TOKEN to an access token that can read it"
+        ) from exc
+    except hf_errors.EntryNotFoundError as exc:
+        raise HubRepoNotFoundError(
+            f"model {where} lists a file the Hub does not serve: retry, or pin another revision"
+        ) from exc
+    except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as exc:
+        raise _unreachable(ref, exc) from exc
+    except hf_errors.HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise HubGatedRepoError(
+                f"model {where} refused access (HTTP {status}): it is gated or private; accept its terms at "
+                f"{endpoint()}/{ref.repo_id} and set HF_TOKEN to an access token of that account"
+            ) from exc
+        raise HubUnreachableError(
+            f"the Hub at {endpoint()} answered HTTP {status} for {where}: retry later, set HF_HUB_OFFLINE=1 "
+            "to use a warm cache, or pass a local model folder"
+        ) from exc
+    except httpx2.TransportError as exc:
+        raise _unreachable(ref, exc) from exc
+
+
+def _unreachable(ref: HubRef, exc: Exception) -> HubUnreachableError:
+    if offline():
+        return HubUnreachableError(
+            f"HF_HUB_OFFLINE=1 is set and '{ref}' is not in the local cache: run once with the Hub reachable "
+            "to warm the cache, unset HF_HUB_OFFLINE, or pass a local model folder"
+        )
+    return HubUnreachableError(
+        f"the Hub at {endpoint()} cannot be reached for '{ref}' ({type(exc).__name__}): check the network and "
+        "HF_ENDPOINT, set HF_HUB_OFFLINE=1 to use a warm cache, or pass a local model folder"
+    )
+
+
+def _card_dict(card_data: Any) -> Optional[dict]:
+    if card_data is None:
+        return None
+    if isinstance(card_data, dict):
+        return dict(card_data)
+    try:
+        return card_data.to_dict()
+    except Exception:  # a card the client could not model: we read README.md ourselves anyway
+        return None
+
+
+def _save_cached(repo: HubRepo) -> None:
+    folder = _repo_dir(repo.repo_id)
+    data = {k: v for k, v in asdict(repo).items() if not k.startswith("_")}
+    _atomic_write(folder / "commits" / f"{repo.sha}.json", json.dumps(data, indent=1, default=str))
+    _atomic_write(folder / "refs" / _ref_name(repo.requested_revision), repo.sha)
+
+
+def _load_cached(ref: HubRef) -> HubRepo:
+    folder = _repo_dir(ref.repo_id)
+    sha = ref.revision if ref.revision and COMMIT_SHA.match(ref.revision) else None
+    if sha is None:
+        ref_file = folder / "refs" / _ref_name(ref.revision)
+        sha = ref_file.read_text().strip() if ref_file.is_file() else None
+    commit = folder / "commits" / f"{sha}.json" if sha else None
+    if commit is None or not commit.is_file():
+        raise _unreachable(ref, RuntimeError("not cached"))
+    data = json.loads(commit.read_text())
+    data["files"] = [HubFile(**f) for f in data["files"]]
+    data["requested_revision"] = ref.revision
+    return HubRepo(**data)
+
+
+def _ref_name(revision: Optional[str]) -> str:
+    return "_default" if not revision else revision.replace("/", "%2F")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

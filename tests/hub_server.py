@@ -1,0 +1,331 @@
+"""A small read-only server that speaks the Hugging Face Hub's API shape, for tests.
+
+Serves fixture repositories from memory (files added from folders or bytes) to the real
+``huggingface_hub`` client and transformers through ``HF_ENDPOINT``. Routes:
+
+- ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}``: model info with ``id``,
+  ``sha``, ``siblings`` (size, blobId, and ``lfs.sha256`` for weight files), ``cardData``,
+  ``baseModels`` when set, ``gated``, ``private``;
+- ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the file listing ``snapshot_download`` reads;
+- ``HEAD``/``GET /{repo}/resolve/{rev}/{file}`` with ``X-Repo-Commit``, ``ETag``, ``Content-Length``.
+
+Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
+``GatedRepo`` (401 without a token, 403 with a token that has no access).
+Each revision has a fixed fake commit sha: ``sha1("{repo}@{revision}")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Optional, Union
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def fake_sha(repo_id: str, revision: str) -> str:
+    """The fixed 40-hex commit sha of ``repo_id`` at branch/tag ``revision``."""
+    return hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+
+
+def git_blob_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class FakeRepo:
+    repo_id: str
+    revisions: dict[str, dict[str, bytes]] = field(default_factory=dict)  # revision name -> files
+    base_models: Any = None
+    gated: Union[bool, str] = False
+    private: bool = False
+
+    def commit(self, revision: Optional[str]) -> Optional[tuple[str, dict[str, bytes]]]:
+        revision = revision or "main"
+        if revision in self.revisions:
+            return fake_sha(self.repo_id, revision), self.revisions[revision]
+        for name, files in self.revisions.items():
+            if fake_sha(self.repo_id, name) == revision:
+                return revision, files
+        return None
+
+
+class FakeHub:
+    """The repositories a :class:`HubServer` serves; tests add to it while it runs."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, FakeRepo] = {}
+        self.tokens: set[str] = {"hf_test_token"}  # tokens with access to gated/private repos
+        self.requests: list[tuple[str, str]] = []
+        self.endpoint = ""
+
+    def add_repo(
+        self,
+        repo_id: str,
+        source: Union[str, Path, dict[str, Union[bytes, str]], None] = None,
+        *,
+        files: Optional[dict[str, Union[bytes, str]]] = None,
+        card: Optional[str] = None,
+        revision: str = "main",
+        base_models: Any = None,
+        gated: Union[bool, str] = False,
+        private: bool = False,
+    ) -> str:
+        """Add (or add a revision to) ``repo_id`` and return the revision's commit sha.
+
+        Args:
+            source: a folder whose files are served, or a ``{path: content}`` dict.
+            files: extra files, added on top of ``source``.
+            card: ``README.md`` text.
+            revision: branch name for these files.
+            base_models: the Hub's ``baseModels`` value, in whichever shape the test wants.
+            gated: ``"auto"``/``"manual"`` (or True) to require a token.
+            private: answer 401 RepoNotFound without a token.
+        """
+        content: dict[str, bytes] = {}
+        if isinstance(source, (str, Path)):
+            root = Path(source)
+            for p in sorted(root.rglob("*")):
+                if p.is_file():
+                    content[str(p.relative_to(root))] = p.read_bytes()
+        elif isinstance(source, dict):
+            content.update({k: v.encode() if isinstance(v, str) else v for k, v in source.items()})
+        content.update({k: v.encode() if isinstance(v, str) else v for k, v in (files or {}).items()})
+        if card is not None:
+            content["README.md"] = card.encode()
+        repo = self.repos.setdefault(repo_id, FakeRepo(repo_id))
+        repo.revisions[revision] = content
+        repo.base_models = base_models if base_models is not None else repo.base_models
+        repo.gated = gated or repo.gated
+        repo.private = private or repo.private
+        return fake_sha(repo_id, revision)
+
+    def sha(self, repo_id: str, revision: str = "main") -> str:
+        return fake_sha(repo_id, revision)
+
+
+def _file_entry(path: str, data: bytes) -> dict:
+    entry = {"path": path, "size": len(data), "oid": git_blob_oid(data)}
+    if path.endswith(LFS_SUFFIXES):
+        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+    return entry
+
+
+def _card_data(files: dict[str, bytes]) -> Optional[dict]:
+    text = files.get("README.md", b"").decode("utf-8", "replace")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+        data = yaml.safe_load("\n".join(lines[1:end]))
+    except (StopIteration, yaml.YAMLError):
+        return None  # the real Hub also leaves cardData out when it cannot parse the card
+    return data if isinstance(data, dict) else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: FakeHub  # set on the subclass made per server
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def _route(self, head: bool) -> None:
+        path = urlsplit(self.path).path
+        self.hub.requests.append((self.command, path))
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        try:
+            if parts[:2] == ["api", "models"] and len(parts) >= 4:
+                repo_id = "/".join(parts[2:4])
+                rest = parts[4:]
+                if not rest:
+                    return self._info(repo_id, None)
+                if rest[0] == "revision" and len(rest) >= 2:
+                    return self._info(repo_id, "/".join(rest[1:]))
+                if rest[0] == "tree" and len(rest) >= 2:
+                    return self._tree(repo_id, rest[1], "/".join(rest[2:]))
+            if len(parts) >= 5 and parts[2] == "resolve":
+                return self._resolve("/".join(parts[:2]), parts[3], "/".join(parts[4:]), head)
+            self._error(404, "RepoNotFound" if parts[:2] == ["api", "models"] else "EntryNotFound", "not found")
+        except BrokenPipeError:
+            pass
+
+    def _repo(self, repo_id: str, revision: Optional[str], files_route: bool):
+        repo = self.hub.repos.get(repo_id)
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if repo is None or (repo.private and token not in self.hub.tokens):
+            self._error(401, "RepoNotFound", "Repository not found")
+            return None
+        if repo.gated and files_route and token not in self.hub.tokens:
+            status = 403 if token else 401
+            self._error(status, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it.")
+            return None
+        found = repo.commit(revision)
+        if found is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        return repo, found[0], found[1]
+
+    def _info(self, repo_id: str, revision: Optional[str]) -> None:
+        found = self._repo(repo_id, revision, files_route=False)
+        if found is None:
+            return
+        repo, sha, files = found
+        siblings = []
+        for name, data in sorted(files.items()):
+            e = _file_entry(name, data)
+            sib = {"rfilename": name, "size": e["size"], "blobId": e["oid"]}
+            if "lfs" in e:
+                sib["lfs"] = {"sha256": e["lfs"]["oid"], "size": e["size"], "pointerSize": 134}
+            siblings.append(sib)
+        body = {"_id": sha[:24], "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0], "sha": sha,
+                "private": repo.private, "gated": repo.gated if repo.gated else False, "disabled": False,
+                "lastModified": "2025-01-01T00:00:00.000Z", "tags": [], "siblings": siblings}
+        card = _card_data(files)
+        if card is not None:
+            body["cardData"] = card
+        if repo.base_models is not None:
+            body["baseModels"] = repo.base_models
+        self._json(body, sha)
+
+    def _tree(self, repo_id: str, revision: str, prefix: str) -> None:
+        found = self._repo(repo_id, revision, files_route=False)
+        if found is None:
+            return
+        _, sha, files = found
+        entries, folders = [], set()
+        for name, data in sorted(files.items()):
+            if prefix and not name.startswith(prefix.rstrip("/") + "/"):
+                continue
+            parent = name.rsplit("/", 1)[0] if "/" in name else None
+            while parent:
+                folders.add(parent)
+                parent = parent.rsplit("/", 1)[0] if "/" in parent else None
+            entries.append({"type": "file", **_file_entry(name, data)})
+        entries += [{"type": "directory", "oid": git_blob_oid(f.encode()), "size": 0, "path": f} for f in sorted(folders)]
+        self._json(entries, sha)
+
+    def _resolve(self, repo_id: str, revision: str, filename: str, head: bool) -> None:
+        found = self._repo(repo_id, revision, files_route=True)
+        if found is None:
+            return
+        _, sha, files = found
+        if filename not in files:
+            self._error(404, "EntryNotFound", f"{filename} does not exist at {revision}", sha)
+            return
+        data = files[filename]
+        entry = _file_entry(filename, data)
+        etag = entry["lfs"]["oid"] if "lfs" in entry else entry["oid"]
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", sha)
+        self.send_header("ETag", f'"{etag}"')
+        if "lfs" in entry:
+            self.send_header("X-Linked-Etag", f'"{etag}"')
+            self.send_header("X-Linked-Size", str(len(data)))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
+
+    # --- responses ---------------------------------------------------------------------------
+
+    def _json(self, body: Any, sha: Optional[str] = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if sha:
+            self.send_header("X-Repo-Commit", sha)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _error(self, status: int, code: str, message: str, sha: Optional[str] = None) -> None:
+        data = json.dumps({"error": message}).encode()
+        self.send_response(status)
+        self.send_header("X-Error-Code", code)
+        self.send_header("X-Error-Message", message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if sha:
+            self.send_header("X-Repo-Commit", sha)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class HubServer:
+    """Runs a :class:`FakeHub` on ``127.0.0.1`` at a random port, in a daemon thread."""
+
+    def __init__(self, hub: Optional[FakeHub] = None) -> None:
+        self.hub = hub or FakeHub()
+        handler = type("Handler", (_Handler,), {"hub": self.hub})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.hub.endpoint = self.endpoint
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-hub", daemon=True)
+
+    def start(self) -> "HubServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "HubServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --- the pytest fixture -------------------------------------------------------------------
+
+import pytest  # noqa: E402  (the server above is usable without pytest)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A running :class:`HubServer` that ``huggingface_hub`` talks to; yields its :class:`FakeHub`.
+
+    Undoes the session's offline mode (``HF_HUB_OFFLINE``) for this test, points ``HF_ENDPOINT``
+    (and the client's constants, read at import) at the server, and gives the test its own
+    ``HF_HOME``/``HF_HUB_CACHE`` and no token.
+    """
+    import huggingface_hub.constants as hf_constants
+
+    home = tmp_path / "hf-home"
+    with HubServer() as server:
+        for name, value in {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+                            "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr(hf_constants, "ENDPOINT", server.endpoint)
+        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
+        monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+        monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
+        monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+        yield server.hub
