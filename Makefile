@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MODEL  := build/smollm2-135m-medical-demo
 DEMO_REPORT := reports/smollm2-135m-medical-demo
+# A demo signing key: its certificate names it "compliance DEMO key - not a trusted identity".
+DEMO_KEYS   := build/demo-keys
 # One epoch of the 48 demo examples at batch 4, at a usual SFT learning rate.
 DEMO_STEPS  ?= 12
 DEMO_LR     ?= 5e-5
@@ -27,7 +29,9 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/compliance adapt HuggingFaceTB/SmolLM2-135M-Instruct \
 		--data compliance/demo/benign_medical_qa.jsonl --out $(DEMO_MODEL) --steps $(DEMO_STEPS) --lr $(DEMO_LR) --overwrite
-	$(BIN)/compliance report $(DEMO_MODEL) --policy healthcare --out $(DEMO_REPORT)
+	test -f $(DEMO_KEYS)/report-signing.key || $(BIN)/compliance keygen --out $(DEMO_KEYS)
+	$(BIN)/compliance report $(DEMO_MODEL) --policy healthcare --out $(DEMO_REPORT) --keys $(DEMO_KEYS)
+	$(BIN)/compliance verify $(DEMO_REPORT) --keys $(DEMO_KEYS)
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,0 +1,236 @@
+"""Verify a signed report: the DSSE envelope, the statement, the report, the weights, the PDF.
+
+Every check that fails is one line in :attr:`VerifyResult.failed`; the report verifies only
+when none does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from compliance.signing.dsse import (
+    MODEL_ROLES,
+    PAYLOAD_TYPE,
+    REPORT_SUBJECT,
+    check_signature,
+    keyid_of,
+    parse_envelope,
+    statement_problems,
+    subject_name,
+)
+from compliance.signing.errors import SigningError
+from compliance.signing.keys import PDF_CERT, REPORT_PUB, load_certificates, load_public_key
+from compliance.signing.pdf import ATTACHMENT_ENVELOPE, ATTACHMENT_REPORT, check_pdf
+from compliance.signing.sign import ENVELOPE, REPORT_JSON, REPORT_PDF
+
+
+@dataclass
+class VerifyResult:
+    """Checks that held and checks that failed, one line each."""
+
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    signer: Optional[str] = None
+    signed_at: Optional[str] = None
+    fingerprint: Optional[str] = None
+    keyid: Optional[str] = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and bool(self.passed)
+
+    def check(self, problems: Iterable[str], passed: str) -> bool:
+        problems = list(problems)
+        if problems:
+            self.failed.extend(problems)
+        else:
+            self.passed.append(passed)
+        return not problems
+
+
+def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: Optional[str | Path] = None,
+                  trust: Optional[str | Path] = None, models: Iterable[str | Path] = ()) -> VerifyResult:
+    """Verify a report folder, a ``report.intoto.json`` or a ``report.pdf``.
+
+    Args:
+        path: the report folder, its envelope or its PDF.
+        keys_dir: a key folder; its ``report-signing.pub`` and ``pdf-signing.crt`` are used.
+        key: the Ed25519 public key (PEM) the envelope must be signed with (overrides ``keys_dir``).
+        trust: certificate(s) (PEM) the PDF signer must chain to (overrides ``keys_dir``).
+        models: local model folders whose weight files are checked against the subjects.
+    """
+    started = time.perf_counter()
+    p = Path(path)
+    if not p.exists():
+        raise SigningError(f"{p} not found: give a report folder, a {ENVELOPE} or a {REPORT_PDF}")
+    public_key, roots = _load_trust(keys_dir, key, trust)
+    model_dirs = [Path(m) for m in models]
+    for m in model_dirs:
+        if not m.is_dir():
+            raise SigningError(f"model folder {m} not found")
+    result = VerifyResult()
+    if public_key is not None:
+        result.keyid = keyid_of(public_key)
+
+    if p.is_dir():
+        folder, envelope_file, pdf_file = p, p / ENVELOPE, p / REPORT_PDF
+        if not (folder / REPORT_JSON).is_file():
+            raise SigningError(f"{folder / REPORT_JSON} not found: {folder} is not a report folder")
+        if not envelope_file.is_file():
+            result.failed.append(f"{ENVELOPE} not found in {folder}: the report is not signed")
+            envelope_file = None
+        if not pdf_file.is_file():
+            pdf_file = None
+    elif p.suffix.lower() == ".pdf":
+        folder, envelope_file, pdf_file = p.parent, None, p
+    else:
+        folder, envelope_file, pdf_file = p.parent, p, None
+
+    report_bytes = _maybe(folder / REPORT_JSON)
+    if envelope_file is not None:
+        _check_json(result, envelope_file.read_bytes(), report_bytes, public_key, model_dirs, ENVELOPE)
+    if pdf_file is not None:
+        # A PDF on its own carries everything: its embedded envelope and report are checked too.
+        _check_pdf_file(result, pdf_file, roots, public_key, model_dirs, folder_report=report_bytes,
+                        folder_envelope=_maybe(folder / ENVELOPE), run_json=envelope_file is None)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _maybe(path: Path) -> Optional[bytes]:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _load_trust(keys_dir, key, trust) -> tuple[Optional[ed25519.Ed25519PublicKey], list[x509.Certificate]]:
+    if keys_dir is not None:
+        d = Path(keys_dir)
+        if not d.is_dir():
+            raise SigningError(f"key folder {d} not found")
+        key = key or d / REPORT_PUB
+        trust = trust or d / PDF_CERT
+    if key is None and trust is None:
+        raise SigningError("nothing to verify against: give --keys DIR, or --key PUB and/or --trust CERT")
+    public_key = load_public_key(key) if key is not None else None
+    roots = load_certificates(trust) if trust is not None else []
+    return public_key, roots
+
+
+def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[bytes],
+                public_key, model_dirs: list[Path], label: str) -> None:
+    from compliance.schemas import schema_errors
+
+    try:
+        env, payload = parse_envelope(envelope)
+    except ValueError as exc:
+        result.failed.append(f"{label}: {exc}")
+        return
+    if env["payloadType"] != PAYLOAD_TYPE:
+        result.failed.append(f"{label}: payloadType is {env['payloadType']!r}, expected {PAYLOAD_TYPE}")
+    if public_key is None:
+        result.failed.append(f"{label}: DSSE signature not checked: no public key given (use --key PUB or --keys DIR)")
+    else:
+        result.check(check_signature(env, payload, public_key), f"{label}: DSSE signature verifies (keyid {result.keyid[:16]}…)")
+    try:
+        statement = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        result.failed.append(f"{label}: payload is not a JSON in-toto statement")
+        return
+    if not result.check([f"{label}: {p}" for p in statement_problems(statement)], f"{label}: in-toto Statement v1"):
+        return
+    report = statement["predicate"]
+    errors = schema_errors(report, "report")
+    if not result.check([f"signed report does not match the report schema: {errors[0]}"] if errors else [],
+                        "signed report matches the report schema"):
+        return
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    expected = {subject_name(role, w["path"]): w["sha256"] for role in MODEL_ROLES for w in report["models"][role]["weights"]}
+    mismatched = [n for n, d in expected.items() if subjects.get(n) != d]
+    result.check([f"statement subjects do not list the report's weight files: {', '.join(mismatched)}"]
+                 if mismatched else [], f"statement names {len(expected)} weight files")
+    if REPORT_SUBJECT not in subjects:
+        result.failed.append(f"statement has no subject {REPORT_SUBJECT}")
+    elif report_bytes is None:
+        result.passed.append(f"{REPORT_JSON} not present: checked the signed copy inside the envelope")
+    elif hashlib.sha256(report_bytes).hexdigest() != subjects[REPORT_SUBJECT]:
+        result.failed.append(f"subject {REPORT_SUBJECT}: sha256 differs ({REPORT_JSON} changed after signing)")
+    else:
+        try:
+            same = json.loads(report_bytes) == report
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            same = False
+        result.check([] if same else [f"{REPORT_JSON} differs from the signed report in the statement"],
+                     f"subject {REPORT_JSON}: sha256 matches")
+    if model_dirs:
+        _check_models(result, report, subjects, model_dirs)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_models(result: VerifyResult, report: dict, subjects: dict[str, str], model_dirs: list[Path]) -> None:
+    """Match each folder to the model (fine-tune or base) whose weight files it holds, then compare digests."""
+    roles = {role: [w["path"] for w in report["models"][role]["weights"]] for role in MODEL_ROLES}
+    digests: dict[Path, dict[str, Optional[str]]] = {}
+    for d in model_dirs:
+        paths = {p for ps in roles.values() for p in ps}
+        digests[d] = {p: (_sha256_file(d / p) if (d / p).is_file() else None) for p in paths}
+    unassigned = list(MODEL_ROLES)
+    for d in model_dirs:
+        def score(role: str) -> tuple[int, int]:
+            return (sum(digests[d][p] == subjects.get(subject_name(role, p)) for p in roles[role]),
+                    sum(digests[d][p] is not None for p in roles[role]))
+        candidates = unassigned or list(MODEL_ROLES)
+        role = max(candidates, key=lambda r: score(r))  # ties keep the order: fine-tune, then base
+        if role in unassigned:
+            unassigned.remove(role)
+        problems = []
+        for p in roles[role]:
+            name = subject_name(role, p)
+            if digests[d][p] is None:
+                problems.append(f"subject {name}: {d / p} not found")
+            elif digests[d][p] != subjects.get(name):
+                problems.append(f"subject {name}: sha256 differs ({d / p})")
+        result.check(problems, f"{d}: {len(roles[role])} weight file(s) match the {role}'s subjects")
+
+
+def _check_pdf_file(result: VerifyResult, pdf_file: Path, roots: list[x509.Certificate], public_key,
+                    model_dirs: list[Path], folder_report: Optional[bytes], folder_envelope: Optional[bytes],
+                    run_json: bool) -> None:
+    check = check_pdf(pdf_file.read_bytes(), roots)
+    result.signer, result.signed_at, result.fingerprint = check.signer, check.signed_at, check.fingerprint
+    name = pdf_file.name
+    ok = result.check([f"{name}: {p}" if not p.startswith("PDF") else p for p in check.problems],
+                      f"{name}: PAdES signature intact, covers the whole file, trusted")
+    if not ok and not check.attachments:
+        return
+    embedded_report = check.attachments.get(ATTACHMENT_REPORT)
+    embedded_envelope = check.attachments.get(ATTACHMENT_ENVELOPE)
+    if embedded_report is None:
+        result.failed.append(f"{name}: no embedded {ATTACHMENT_REPORT}")
+    elif folder_report is not None:
+        result.check([] if embedded_report == folder_report else
+                     [f"{name}: embedded {ATTACHMENT_REPORT} differs from {REPORT_JSON}"],
+                     f"{name}: embedded {ATTACHMENT_REPORT} equals {REPORT_JSON}")
+    if embedded_envelope is None:
+        result.failed.append(f"{name}: no embedded {ATTACHMENT_ENVELOPE}")
+    elif folder_envelope is not None:
+        result.check([] if embedded_envelope == folder_envelope else
+                     [f"{name}: embedded {ATTACHMENT_ENVELOPE} differs from {ENVELOPE}"],
+                     f"{name}: embedded {ATTACHMENT_ENVELOPE} equals {ENVELOPE}")
+    if run_json and embedded_envelope is not None and public_key is not None:
+        _check_json(result, embedded_envelope, embedded_report, public_key, model_dirs,
+                    f"{name} embedded {ATTACHMENT_ENVELOPE}")
