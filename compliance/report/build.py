@@ -146,13 +146,16 @@ def build_report(
         "models": {"model": _model_dict(lineage.model), "base": _model_dict(lineage.base)},
         "lineage": {
             "links": [asdict(link) for link in lineage.links],
-            "base_selection": lineage.links[0].source if lineage.links else "none",
+            "base_selection": lineage.base_selection or (lineage.links[0].source if lineage.links else "none"),
+            "chain": [asdict(node) for node in lineage.chain],
         },
         "suite": {
             "name": suite.name,
             "sha256": suite.sha256,
             "n_items": len(suite.items),
             "benchmarks": [asdict(b) for b in suite.benchmarks],
+            "sampling": suite.sampling,
+            "licences_accepted": [b.name for b in suite.benchmarks if b.license_accepted],
         },
         "generation": generation,
         "judge": judge,
