@@ -151,10 +151,11 @@ def policies() -> None:
     """List the shipped policies and their rules."""
     from compliance.policy import available_policies, load_policy
 
-    table = Table("policy", "title", "rules", "suite")
+    table = Table("policy", "title", "rules", "default suite", "full suite (--suite)")
     for name in available_policies():
         p = load_policy(name)
-        table.add_row(name, p.data["title"], str(len(p.data["rules"])), ", ".join(p.data["suite"]))
+        table.add_row(name, p.data["title"], str(len(p.data["rules"])), ", ".join(p.data["suite"]),
+                      p.data.get("full_suite", "-"))
     out.print(table)
 
 
