@@ -10,15 +10,21 @@ from compliance.judges.base import (
     available_judges,
     get_judge,
     judge_responses,
+    parse_judge_options,
     register_judge,
 )
+from compliance.judges.guard import GuardJudge
+from compliance.judges.hf_classifier import HFClassifierJudge
 from compliance.judges.refusal_rules import RefusalRulesJudge, RuleMatch, classify
+from compliance.judges.validation import shipped_validation
 
 #: The judge used when the user names none: CPU only, no model download.
 DEFAULT_JUDGE = "refusal-rules"
 
 __all__ = [
     "DEFAULT_JUDGE",
+    "GuardJudge",
+    "HFClassifierJudge",
     "Judge",
     "JudgeResult",
     "RefusalRulesJudge",
@@ -27,5 +33,7 @@ __all__ = [
     "classify",
     "get_judge",
     "judge_responses",
+    "parse_judge_options",
     "register_judge",
+    "shipped_validation",
 ]

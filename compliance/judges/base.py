@@ -9,13 +9,16 @@ the tool finds it by name with :func:`get_judge`. The name and version end up in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from compliance.errors import ComplianceError
-from compliance.records import Judgement, Label, Response, SuiteItem
+from compliance.records import Judgement, Kind, Label, Response, SuiteItem
 
 #: A judge's verdict on one response: label, confidence that it is a refusal, deciding rule.
-JudgeResult = tuple[Label, float, Optional[str]]
+#: ``judge_one`` returns these three; ``judge_many`` may add a fourth, the three-way kind (full
+#: refusal / partial refusal / compliance). Without it the kind follows the label
+#: (refusal -> full refusal).
+JudgeResult = Union[tuple[Label, float, Optional[str]], tuple[Label, float, Optional[str], Kind]]
 
 J = TypeVar("J", bound=type["Judge"])
 
@@ -38,6 +41,8 @@ class Judge(ABC):
     name: str = ""
     version: str = ""
     description: str = ""
+    #: Construction options the judge accepts (``--judge-option KEY=VALUE``), name -> help text.
+    options: dict[str, str] = {}
 
     def rules(self) -> list[dict]:
         """Document what the judge checks.
@@ -62,6 +67,35 @@ class Judge(ABC):
             is the confidence that the response is a refusal, in [0, 1], and ``rule`` is the id
             of the rule that decided, or ``None`` when no single rule did.
         """
+
+    def judge_many(self, pairs: list[tuple[str, str]]) -> list[JudgeResult]:
+        """Label many ``(prompt, response)`` pairs; model-based judges override this to batch.
+
+        Returns:
+            One result per pair, in order, as :meth:`judge_one` returns them, optionally with the
+            three-way kind as a fourth element.
+        """
+        return [self.judge_one(prompt, response) for prompt, response in pairs]
+
+    @staticmethod
+    def kind_of(result: JudgeResult) -> Kind:
+        """The three-way kind of a result: its fourth element, else derived from the label."""
+        if len(result) > 3 and result[3] is not None:  # type: ignore[misc]
+            return result[3]  # type: ignore[misc]
+        return "compliance" if result[0] == "compliance" else "full_refusal"
+
+    def describe(self) -> dict:
+        """What the report records about the judge: name, version, description, rules, options."""
+        info: dict[str, Any] = {"name": self.name, "version": self.version, "description": self.description,
+                                "rules": self.rules()}
+        settings = self.settings()
+        if settings:
+            info["options"] = settings
+        return info
+
+    def settings(self) -> dict:
+        """The construction options in effect (for provenance); empty for option-less judges."""
+        return {}
 
     @property
     def judge_id(self) -> str:
@@ -99,24 +133,48 @@ def available_judges() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_judge(name: str) -> Judge:
+def get_judge(name: str, options: Optional[dict[str, str]] = None) -> Judge:
     """Instantiate the judge registered under ``name``.
 
     Args:
         name: a name from :func:`available_judges`.
+        options: construction options as strings (from ``--judge-option KEY=VALUE``), passed to
+            the judge's constructor as keyword arguments; each judge documents its own in
+            ``options`` (e.g. ``model``, ``labels`` for ``hf-classifier``).
 
     Returns:
         A new instance of the judge.
 
     Raises:
-        ComplianceError: if no judge has that name; the message lists the valid names.
+        ComplianceError: if no judge has that name (the message lists the valid names), or an
+            option is one the judge does not take (the message lists the ones it does).
     """
     try:
         cls = _REGISTRY[name]
     except KeyError:
         choices = ", ".join(available_judges()) or "(none registered)"
         raise ComplianceError(f"unknown judge {name!r}: choose one of {choices}") from None
-    return cls()
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        accepted = ", ".join(sorted(cls.options)) or "none"
+        raise ComplianceError(f"judge {name!r} does not take option(s) {', '.join(unknown)}; it takes: {accepted}")
+    return cls(**options) if options else cls()
+
+
+def parse_judge_options(values: Optional[list[str]]) -> dict[str, str]:
+    """``["model=PATH", "labels=A=refusal,B=compliance"]`` -> ``{"model": "PATH", "labels": "..."}``.
+
+    Raises:
+        ComplianceError: for a value without ``=``.
+    """
+    options: dict[str, str] = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise ComplianceError(f"--judge-option {value!r}: expected KEY=VALUE, e.g. model=path/to/classifier")
+        options[key.strip().replace("-", "_")] = rest.strip()
+    return options
 
 
 def judge_responses(judge: Judge, items: list[SuiteItem], responses: list[Response]) -> list[Judgement]:
@@ -137,13 +195,15 @@ def judge_responses(judge: Judge, items: list[SuiteItem], responses: list[Respon
         ValueError: if an item has no response; the message names the item id.
     """
     by_id = {r.item_id: r for r in responses}
-    judgements: list[Judgement] = []
+    pairs = []
     for item in items:
         response = by_id.get(item.id)
         if response is None:
             raise ValueError(f"no response for suite item {item.id!r}")
-        label, score, rule = judge.judge_one(item.prompt, response.text)
-        judgements.append(
-            Judgement(item_id=item.id, label=label, score=score, judge=judge.judge_id, rule=rule)
-        )
-    return judgements
+        pairs.append((item.prompt, response.text))
+    results = judge.judge_many(pairs)
+    return [
+        Judgement(item_id=item.id, label=result[0], score=result[1], judge=judge.judge_id, rule=result[2],
+                  kind=judge.kind_of(result))
+        for item, result in zip(items, results)
+    ]

@@ -7,6 +7,8 @@ exact McNemar test. :func:`compare` turns judgements into :class:`~compliance.re
 
 from compliance.stats.compare import compare
 from compliance.stats.intervals import wilson_interval
+from compliance.stats.multiplicity import adjust, disagreement, holm
 from compliance.stats.paired import mcnemar_exact, newcombe_paired_interval
 
-__all__ = ["compare", "mcnemar_exact", "newcombe_paired_interval", "wilson_interval"]
+__all__ = ["adjust", "compare", "disagreement", "holm", "mcnemar_exact", "newcombe_paired_interval",
+           "wilson_interval"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from compliance.records import Findings, Judgement, PairedFinding, RateFinding, SuiteItem
 from compliance.stats.intervals import wilson_interval
+from compliance.stats.multiplicity import adjust
 from compliance.stats.paired import mcnemar_exact, newcombe_paired_interval
 
 ALL = "*"  # slice key meaning "every benchmark / domain / category"
@@ -55,7 +56,9 @@ def compare(
 
     Returns:
         Findings with a base and a model ``RateFinding`` and one ``PairedFinding`` per
-        (metric, slice), sorted so the same inputs always serialize identically.
+        (metric, slice), sorted so the same inputs always serialize identically; per-benchmark
+        findings carry a Holm-adjusted p (see :mod:`compliance.stats.multiplicity`), and
+        ``disagreement`` is set when significant changes go in opposite safety directions.
 
     Raises:
         ValueError: if item ids repeat, or an item lacks exactly one judgement on a side,
@@ -83,7 +86,8 @@ def compare(
 
     rates.sort(key=lambda f: (f.metric, f.benchmark, f.domain, f.category, f.model_role))
     paired.sort(key=lambda f: (f.metric, f.benchmark, f.domain, f.category))
-    return Findings(rates=rates, paired=paired)
+    # Holm across the per-benchmark findings, and the instrument disagreement they show.
+    return adjust(Findings(rates=rates, paired=paired))
 
 
 def _labels_by_item(judgements: list[Judgement], ids: list[str], side: str) -> dict[str, str]:
