@@ -7,7 +7,11 @@ Serves fixture repositories from memory (files added from folders or bytes) to t
   ``sha``, ``siblings`` (size, blobId, and ``lfs.sha256`` for weight files), ``cardData``,
   ``baseModels`` when set, ``gated``, ``private``;
 - ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the file listing ``snapshot_download`` reads;
-- ``HEAD``/``GET /{repo}/resolve/{rev}/{file}`` with ``X-Repo-Commit``, ``ETag``, ``Content-Length``.
+- ``HEAD``/``GET /{repo}/resolve/{rev}/{file}`` with ``X-Repo-Commit``, ``ETag``, ``Content-Length``;
+- ``POST /api/validate-yaml``, ``POST /api/models/{repo}/preupload/{rev}`` (every file "regular") and
+  ``POST /api/models/{repo}/commit/{rev}[?create_pr=1]`` (the NDJSON body ``create_commit`` sends):
+  a commit changes the branch in place, or with ``create_pr`` opens ``refs/pr/{n}``; each commit is
+  recorded in :attr:`FakeHub.commits`.
 
 Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
 ``GatedRepo`` (401 without a token, 403 with a token that has no access).
@@ -46,13 +50,17 @@ class FakeRepo:
     base_models: Any = None
     gated: Union[bool, str] = False
     private: bool = False
+    heads: dict[str, str] = field(default_factory=dict)  # branch -> sha after a commit through the API
+
+    def head(self, revision: str) -> str:
+        return self.heads.get(revision) or fake_sha(self.repo_id, revision)
 
     def commit(self, revision: Optional[str]) -> Optional[tuple[str, dict[str, bytes]]]:
         revision = revision or "main"
         if revision in self.revisions:
-            return fake_sha(self.repo_id, revision), self.revisions[revision]
+            return self.head(revision), self.revisions[revision]
         for name, files in self.revisions.items():
-            if fake_sha(self.repo_id, name) == revision:
+            if self.head(name) == revision:
                 return revision, files
         return None
 
@@ -64,6 +72,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.tokens: set[str] = {"hf_test_token"}  # tokens with access to gated/private repos
         self.requests: list[tuple[str, str]] = []
+        self.commits: list[dict] = []  # {"repo", "revision", "create_pr", "pr_num", "summary", "files", "deleted"}
         self.endpoint = ""
 
     def add_repo(
@@ -102,6 +111,7 @@ class FakeHub:
             content["README.md"] = card.encode()
         repo = self.repos.setdefault(repo_id, FakeRepo(repo_id))
         repo.revisions[revision] = content
+        repo.heads.pop(revision, None)
         repo.base_models = base_models if base_models is not None else repo.base_models
         repo.gated = gated or repo.gated
         repo.private = private or repo.private
@@ -142,6 +152,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._route(head=False)
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        self.hub.requests.append((self.command, url.path))
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if parts == ["api", "validate-yaml"]:
+            return self._json({"errors": [], "warnings": []})
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("preupload", "commit"):
+            repo_id, revision = "/".join(parts[2:4]), "/".join(parts[5:])
+            found = self._repo(repo_id, revision, files_route=False)
+            if found is None:
+                return
+            if parts[4] == "preupload":
+                files = found[2]
+                return self._json({"files": [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                     "oid": git_blob_oid(files[f["path"]]) if f["path"] in files else None}
+                    for f in json.loads(body)["files"]]})
+            return self._commit(found[0], revision, body, "create_pr=1" in (url.query or ""))
+        self._error(404, "EntryNotFound", "not found")
+
+    def _commit(self, repo: "FakeRepo", revision: str, body: bytes, create_pr: bool) -> None:
+        import base64
+
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        header = next((line["value"] for line in lines if line["key"] == "header"), {})
+        files = dict(repo.commit(revision)[1])
+        added, deleted = {}, []
+        for line in lines:
+            if line["key"] == "file":
+                v = line["value"]
+                added[v["path"]] = base64.b64decode(v["content"]) if v.get("encoding") == "base64" else v["content"].encode()
+            elif line["key"] == "deletedFile":
+                deleted.append(line["value"]["path"])
+        files.update(added)
+        for path in deleted:
+            files.pop(path, None)
+        pr_num = None
+        if create_pr:
+            pr_num = 1 + sum(1 for name in repo.revisions if name.startswith("refs/pr/"))
+            target = f"refs/pr/{pr_num}"
+        else:
+            target = revision if revision in repo.revisions else "main"
+        repo.revisions[target] = files
+        # a commit moves the branch to a new sha, as on the Hub (clients cache by commit)
+        sha = repo.heads[target] = hashlib.sha1(f"{repo.repo_id}@{target}#{len(self.hub.commits)}".encode()).hexdigest()
+        self.hub.commits.append({"repo": repo.repo_id, "revision": target, "create_pr": create_pr, "pr_num": pr_num,
+                                 "summary": header.get("summary"), "files": sorted(added), "deleted": deleted})
+        body_out = {"commitUrl": f"{self.hub.endpoint}/{repo.repo_id}/commit/{sha}", "commitOid": sha}
+        if pr_num is not None:
+            body_out["pullRequestUrl"] = f"{self.hub.endpoint}/{repo.repo_id}/discussions/{pr_num}"
+        self._json(body_out, sha)
 
     # --- routing -----------------------------------------------------------------------------
 

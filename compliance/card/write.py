@@ -1,0 +1,110 @@
+"""Write the card: rewrite a local README.md in place, or open a pull request on the Hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from compliance.card.build import CardError, CardUpdate, apply_report, load_report_dir, parse_card
+from compliance.io import atomic_write_text
+
+#: Where the report's files go in a Hub repository, next to the card that links to them.
+HUB_REPORT_FOLDER = "safety"
+REPORT_FILES = ("report.json", "report.intoto.json", "report.pdf")
+
+
+def update_local_card(report_dir: str | Path, model_dir: str | Path,
+                      report_url: Optional[str] = None) -> CardUpdate:
+    """Write ``report_dir``'s results into ``model_dir/README.md`` in place.
+
+    Everything the card had is kept; results written by an earlier run are replaced, so a second
+    run with the same report changes nothing (the file is not rewritten at all).
+
+    Args:
+        report_dir: the folder ``compliance report`` wrote (or its ``report.json``).
+        model_dir: the model folder whose ``README.md`` is updated (created if missing).
+        report_url: where readers find the report; by default the path of ``report.json``
+            relative to the model folder.
+    """
+    report, data, folder = load_report_dir(report_dir)
+    model = Path(model_dir)
+    if not model.is_dir():
+        raise CardError(f"model folder {model} not found")
+    readme = model / "README.md"
+    original = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    card = parse_card(original, str(readme))
+    url = report_url or Path(os.path.relpath(folder.resolve() / "report.json", model.resolve())).as_posix()
+    n = apply_report(card, report, data, url, signed=(folder / "report.intoto.json").is_file(),
+                     model_name=model.resolve().name)
+    content = str(card)
+    changed = content != original
+    if changed:
+        atomic_write_text(readme, content)
+    return CardUpdate(target=str(readme), changed=changed, n_results=n, content=content)
+
+
+def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True, revision: Optional[str] = None,
+                    token: Optional[str] = None, report_url: Optional[str] = None,
+                    upload_report: bool = True) -> CardUpdate:
+    """Write ``report_dir``'s results into the card of Hub repository ``repo_id``.
+
+    Opens a pull request by default; ``create_pr=False`` commits directly. The report's files go
+    into ``safety/`` in the same commit, and the card links to them. Nothing is committed when
+    the card already holds exactly these results.
+
+    Args:
+        report_dir: the folder ``compliance report`` wrote.
+        repo_id: ``org/name``.
+        create_pr: open a pull request instead of committing to ``revision``.
+        revision: branch to read the card from and commit to (default ``main``).
+        token: Hub token (default: the stored token or ``HF_TOKEN``).
+        report_url: where readers find the report (default: ``report.json`` in the repository).
+        upload_report: commit the report's files next to the card.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    report, data, folder = load_report_dir(report_dir)
+    api = HfApi(token=token)
+    branch = revision or "main"
+    try:
+        try:
+            path = hf_hub_download(repo_id, "README.md", revision=branch, token=token)
+            original = Path(path).read_text(encoding="utf-8")
+        except EntryNotFoundError:
+            original = ""
+        card = parse_card(original, f"{repo_id}@{branch}:README.md")
+        url = report_url or f"{api.endpoint}/{repo_id}/blob/{branch}/{HUB_REPORT_FOLDER}/report.json"
+        n = apply_report(card, report, data, url, signed=(folder / "report.intoto.json").is_file(),
+                         model_name=repo_id.split("/")[-1])
+        content = str(card)
+        if content == original:
+            return CardUpdate(target=repo_id, changed=False, n_results=n, content=content)
+        ops = [CommitOperationAdd("README.md", content.encode("utf-8"))]
+        if upload_report:
+            ops += [CommitOperationAdd(f"{HUB_REPORT_FOLDER}/{name}", (folder / name).read_bytes())
+                    for name in REPORT_FILES if (folder / name).is_file()]
+        info = api.create_commit(
+            repo_id, ops, revision=branch, create_pr=create_pr,
+            commit_message=f"Add safety re-evaluation ({report['summary']['verdict']}, policy "
+                           f"{report['policy']['name']})",
+            commit_description=f"Results of `compliance` report {report['report_id']}, written through "
+                               "huggingface_hub's card API. Self-reported: not verified by the Hub.",
+        )
+    except OfflineModeIsEnabled:
+        raise CardError(f"cannot reach the Hub for {repo_id}: offline mode is on (HF_HUB_OFFLINE=1)") from None
+    except RepositoryNotFoundError:
+        raise CardError(f"Hub repository {repo_id} not found, or your token has no access to it") from None
+    except RevisionNotFoundError:
+        raise CardError(f"Hub repository {repo_id} has no revision {branch!r}") from None
+    except HfHubHTTPError as exc:
+        raise CardError(f"the Hub refused the card update for {repo_id}: {str(exc).splitlines()[0]}") from None
+    return CardUpdate(target=repo_id, changed=True, n_results=n, content=content,
+                      pr_url=info.pr_url, commit_url=info.commit_url)
