@@ -13,7 +13,7 @@ import gc
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from compliance.constants import reports_dir, signing_keys_dir
 from compliance.errors import ComplianceError
@@ -21,7 +21,11 @@ from compliance.io import atomic_write_json
 from compliance.progress import Reporter
 from compliance.records import GenConfig, Judgement, Lineage, ModelRecord, Response, Suite
 
-__all__ = ["ReportResult", "adapt", "evaluate_model", "keygen", "resolve", "run_report", "sign", "verify"]
+if TYPE_CHECKING:
+    from compliance.judges import Judge
+
+__all__ = ["ReportResult", "adapt", "card", "compare", "evaluate_model", "keygen", "resolve", "run_report", "sign",
+           "verify"]
 
 
 @dataclass
@@ -58,8 +62,13 @@ def evaluate_model(
     label: str = "model",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    judge_options: Optional[dict[str, str]] = None,
+    judge: Optional["Judge"] = None,
 ) -> dict[str, tuple[Judgement, Response]]:
     """Generate a response to every suite item with ``record`` and judge it.
+
+    ``judge`` (an instance) takes precedence over ``judge_name``/``judge_options``, so a model-based
+    judge is loaded once for both models.
 
     Returns:
         ``item_id -> (judgement, response)``.
@@ -85,7 +94,7 @@ def evaluate_model(
     gc.collect()
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
-    judge = get_judge(judge_name)
+    judge = judge or get_judge(judge_name, judge_options)
     judgements = judge_responses(judge, suite.items, responses)
     by_id = {r.item_id: r for r in responses}
     return {j.item_id: (j, by_id[j.item_id]) for j in judgements}
@@ -102,6 +111,7 @@ def run_report(
     seed: int = 0,
     device: Optional[str] = None,
     judge: str = "refusal-rules",
+    judge_options: Optional[dict[str, str]] = None,
     pdf: bool = True,
     allow_pickle: bool = False,
     progress: bool = True,
@@ -124,6 +134,7 @@ def run_report(
         seed: seed for sampling and generation.
         device: ``cpu``/``cuda``; automatic when None.
         judge: registered judge name.
+        judge_options: the judge's construction options (``{"model": PATH, "labels": "A=refusal,B=compliance"}``).
         pdf: also render ``report.pdf``.
         allow_pickle: allow loading pickle weight files.
         progress: show progress on stderr.
@@ -154,7 +165,7 @@ def run_report(
         from compliance.signing import load_signing_keys
 
         load_signing_keys(keys_dir)  # fail fast on missing keys, before any model work
-    judge_obj = get_judge(judge)
+    judge_obj = get_judge(judge, judge_options)
     with Reporter(enabled=progress) as reporter:
         with reporter.stage("Resolve model and base"):
             lineage = resolve(model, base)
@@ -170,9 +181,9 @@ def run_report(
         dev, dtype = pick_device(device)
         config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
         base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
-                                      trust_remote_code)
+                                      trust_remote_code, judge=judge_obj)
         model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
-                                       allow_pickle, trust_remote_code)
+                                       allow_pickle, trust_remote_code, judge=judge_obj)
         with reporter.stage("Statistics and policy"):
             findings = compare(suite.items, [j for j, _ in base_results.values()],
                                [j for j, _ in model_results.values()])
@@ -183,8 +194,7 @@ def run_report(
             suite=suite,
             generation={"backend": BACKEND_NAME, "backend_version": backend_version(), "device": dev,
                         "dtype": str(dtype).replace("torch.", ""), "config": asdict(config)},
-            judge={"name": judge_obj.name, "version": judge_obj.version, "description": judge_obj.description,
-                   "rules": judge_obj.rules()},
+            judge=judge_report(judge_obj),
             base_results=base_results,
             model_results=model_results,
             findings=findings,
@@ -201,10 +211,29 @@ def run_report(
 
             with reporter.stage("Render PDF"):
                 pdf_path = render_pdf(report, out / "report.pdf")
+        from compliance.io import atomic_write_text
+        from compliance.report.render import render_html
+
+        atomic_write_text(out / "report.html", render_html(report))  # same data as the PDF, for browsers
         if keys_dir is not None:
             with reporter.stage("Sign report"):
                 sign(out, keys_dir)
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
+
+
+def judge_report(judge_obj: "Judge") -> dict:
+    """The report's ``judge`` section: identity, rules, options, and the shipped validation figures.
+
+    Validation figures come from the package (measured once against human labels and checked by
+    a test), never from data present at build time, so every report of a judge version carries the
+    same figures; ``validation`` is None for a judge without shipped figures (a model judge).
+    """
+    from compliance.judges import shipped_validation
+
+    info = judge_obj.describe()
+    validation = shipped_validation(judge_obj.name)
+    info["validation"] = validation if validation and validation.get("judge_version") == judge_obj.version else None
+    return info
 
 
 def adapt(base: str, data: Path, out: Path, steps: int = 30, lr: float = 2e-5, seed: int = 0,
@@ -244,6 +273,33 @@ def verify(path: Path, keys_dir: Optional[Path] = None, key: Optional[Path] = No
     from compliance.signing import verify_report
 
     return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models)
+
+
+def card(report_dir: Path, model_dir: Optional[Path] = None, repo: Optional[str] = None, create_pr: bool = True,
+         revision: Optional[str] = None, report_url: Optional[str] = None, token: Optional[str] = None):
+    """Write a report's results into a model card; see :mod:`compliance.card`.
+
+    Args:
+        report_dir: the report folder.
+        model_dir: a local model folder (its README.md is rewritten in place) ...
+        repo: ... or a Hub repository ``org/name`` (a pull request unless ``create_pr`` is False).
+    """
+    from compliance.card import update_hub_card, update_local_card
+
+    if (model_dir is None) == (repo is None):
+        raise ComplianceError("give exactly one of model_dir or repo")
+    if model_dir is not None:
+        return update_local_card(report_dir, model_dir, report_url=report_url)
+    return update_hub_card(report_dir, repo, create_pr=create_pr, revision=revision, token=token,
+                           report_url=report_url)
+
+
+def compare(reports: list[Path], out_dir: Optional[Path] = None, keys_dir: Optional[Path] = None,
+            key: Optional[Path] = None, trust: Optional[Path] = None, pdf: bool = True):
+    """Compare several reports side by side; see :func:`compliance.compare.compare_reports`."""
+    from compliance.compare import compare_reports
+
+    return compare_reports(reports, out_dir=out_dir, keys_dir=keys_dir, key=key, trust=trust, pdf=pdf)
 
 
 def _short(ref: str) -> str:

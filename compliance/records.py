@@ -12,6 +12,8 @@ from typing import Literal, Optional
 Expected = Literal["refuse", "comply"]
 Domain = Literal["general", "medical", "legal", "finance"]
 Label = Literal["refusal", "compliance"]
+#: Three-way view of a label: a partial refusal refuses and then helps; it is a refusal in the binary view.
+Kind = Literal["full_refusal", "partial_refusal", "compliance"]
 Relation = Literal["finetune", "adapter", "merge", "quantized"]
 Confidence = Literal["high", "medium", "low"]
 VerdictValue = Literal["pass", "fail", "inconclusive"]
@@ -185,13 +187,18 @@ class Response:
 
 @dataclass(frozen=True)
 class Judgement:
-    """A judge's label for one response; ``rule`` names what decided it, when a rule did."""
+    """A judge's label for one response; ``rule`` names what decided it, when a rule did.
+
+    ``label`` is the binary view used by the statistics; ``kind`` the three-way view shown in
+    reports (None for judgements made before judges reported it).
+    """
 
     item_id: str
     label: Label
     score: float  # confidence that the response is a refusal, in [0, 1]
     judge: str
     rule: Optional[str] = None
+    kind: Optional[Kind] = None
 
 
 # --- statistics, policy -------------------------------------------------------------------
@@ -234,12 +241,30 @@ class PairedFinding:
     b: int
     c: int
     mcnemar_p: Optional[float]
+    # Holm-adjusted McNemar p within the report's family of per-benchmark findings (see
+    # compliance.stats.multiplicity); None for findings outside that family.
+    holm_p: Optional[float] = None
+
+
+@dataclass
+class Disagreement:
+    """Instruments disagree: significant changes in opposite safety directions across benchmarks.
+
+    ``safer`` and ``less_safe`` list the per-benchmark paired findings (as dicts with metric,
+    benchmark, diff, holm_p) that moved each way.
+    """
+
+    statement: str
+    safer: list[dict]
+    less_safe: list[dict]
+    alpha: float
 
 
 @dataclass
 class Findings:
     rates: list[RateFinding]
     paired: list[PairedFinding]
+    disagreement: Optional[Disagreement] = None
 
 
 @dataclass

@@ -61,6 +61,12 @@ def test_refusing_finetune_fails_on_over_refusal(refusing_report):
     assert report["regressions"] == []
 
 
+def test_html_report_is_written_from_the_same_data(refusing_report):
+    html = (refusing_report.out_dir / "report.html").read_text()
+    assert "Verdict:" in html and "FAIL" in html
+    assert "medical-over-refusal" in html and "<svg" in html
+
+
 def test_pdf_page_one_states_the_verdict(refusing_report):
     text = _page_text(refusing_report.pdf_path)
     assert "Verdict: FAIL" in text

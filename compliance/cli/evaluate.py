@@ -28,7 +28,11 @@ def report(
     limit: Optional[int] = typer.Option(None, "--limit", help="Run a stratified sample of N suite items."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and generation."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
-    judge: str = typer.Option("refusal-rules", "--judge", help="Judge that labels responses."),
+    judge: str = typer.Option("refusal-rules", "--judge", help="Judge that labels responses (refusal-rules, hf-classifier, guard; see `compliance judges`)."),
+    judge_option: Optional[list[str]] = typer.Option(None, "--judge-option",
+                                                     help="Judge construction option KEY=VALUE, repeatable: e.g. "
+                                                          "model=ProtectAI/distilroberta-base-rejection-v1 and "
+                                                          "labels=REJECTION=refusal,NORMAL=compliance."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Write report.json only."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle weights (.bin/.pt): they can run code."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
@@ -57,6 +61,7 @@ def report(
 
     result = api.run_report(model, policy=policy, base=base, out_dir=out_dir, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, limit=limit, seed=seed, device=device, judge=judge,
+                            judge_options=_judge_options(judge_option),
                             pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet,
                             trust_remote_code=trust_remote_code,
                             suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys)
@@ -171,6 +176,12 @@ def _print_summary(report: dict) -> None:
         table.add_row(r["rule_id"], f"{pct(r['observed'])} ({pct(r['ci_low'])} … {pct(r['ci_high'])})",
                       limit, f"[{_VERDICT_STYLE[r['verdict']]}]{r['verdict']}[/]")
     out.print(table)
+
+
+def _judge_options(values: Optional[list[str]]) -> Optional[dict[str, str]]:
+    from compliance.judges import parse_judge_options
+
+    return parse_judge_options(values) or None
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:

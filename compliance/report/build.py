@@ -120,7 +120,7 @@ def build_report(
         sides = {}
         for role, results in (("base", base_results), ("model", model_results)):
             j, r = results[it.id]
-            sides[role] = {"label": j.label, "rule": j.rule, "response": r.text,
+            sides[role] = {"label": j.label, "kind": _kind(j), "rule": j.rule, "response": r.text,
                            "n_new_tokens": r.n_new_tokens, "finish_reason": r.finish_reason}
         items.append({"item_id": it.id, "benchmark": it.benchmark, "category": it.category, "domain": it.domain,
                       "expected": it.expected, "prompt_sha256": sha256_text(it.prompt), **sides})
@@ -159,7 +159,9 @@ def build_report(
         },
         "generation": generation,
         "judge": judge,
-        "metrics": {"rates": [asdict(f) for f in findings.rates], "paired": [asdict(f) for f in findings.paired]},
+        "metrics": {"rates": [asdict(f) for f in findings.rates], "paired": [asdict(f) for f in findings.paired],
+                    "kinds": kind_rates(suite.items, base_results, model_results)},
+        "disagreement": asdict(findings.disagreement) if findings.disagreement else None,
         "policy": {
             "name": verdict.policy,
             "version": verdict.policy_version,
@@ -177,6 +179,32 @@ def build_report(
     }
     validate_report(report)
     return report
+
+
+def _kind(j: Judgement) -> str:
+    """The three-way kind; judgements without one take it from the binary label."""
+    return j.kind or ("compliance" if j.label == "compliance" else "full_refusal")
+
+
+def kind_rates(items: list[SuiteItem], base: dict[str, tuple[Judgement, Response]],
+               model: dict[str, tuple[Judgement, Response]]) -> list[dict]:
+    """Refused / partially refused / complied counts and shares, per model, benchmark and expected behaviour.
+
+    Descriptive only: the statistics use the binary label (partial refusals are refusals).
+    """
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for it in items:
+        for role, results in (("base", base), ("model", model)):
+            kind = _kind(results[it.id][0])
+            for bench in ("*", it.benchmark):
+                groups.setdefault((role, bench, it.expected), []).append(kind)
+    rows = []
+    for (role, bench, expected), kinds in sorted(groups.items()):
+        n = len(kinds)
+        counts = {k: kinds.count(k) for k in ("full_refusal", "partial_refusal", "compliance")}
+        rows.append({"model_role": role, "benchmark": bench, "expected": expected, "n": n, "counts": counts,
+                     "rates": {k: round(v / n, 6) for k, v in counts.items()}})
+    return rows
 
 
 def validate_report(report: dict) -> None:
