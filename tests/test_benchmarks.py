@@ -27,7 +27,6 @@ from compliance.hashing import sha256_file
 from compliance.suites import (
     available_benchmarks,
     available_suites,
-    describe,
     expand_names,
     load_benchmark,
     load_manifest,
@@ -338,7 +337,7 @@ def test_limit_samples_every_benchmark_and_records_the_draw(shared):
 
 
 def _cli(args, monkeypatch, capsys):
-    from test_cli import run_cli
+    from cli_runner import run_cli
 
     return run_cli(args, monkeypatch, capsys)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,10 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from compliance import api
 from compliance.card import SOURCE_NAME, eval_results_for
-from compliance.cli import main
 from compliance.io import atomic_write_json
 from hub_server import hub  # noqa: F401  (fixture)
 from report_example import example_report
+from cli_runner import run_cli
 
 CARD = """---
 license: apache-2.0
@@ -42,15 +41,6 @@ Fine-tuned for patient questions. Keep this paragraph.
 """
 
 
-def run_cli(args, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["compliance", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -7,23 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from compliance.cli import main
+from cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["compliance", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _one_error_line(err: str) -> str:

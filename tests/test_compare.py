@@ -5,28 +5,17 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from compliance.cli import main
 from compliance.compare import NOT_MEASURED, RANKING_RULE, compare_reports, rule_margin
 from compliance.io import atomic_write_json
 from compliance.signing import DEMO_NAME, keygen, sign_report
 from report_example import example_report, passing_report
+from cli_runner import run_cli
 
 
-def run_cli(args, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["compliance", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _without_over_refusal(report: dict) -> dict:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 
 import huggingface_hub.constants as hf_constants
 import pytest
 
 from compliance import api
-from compliance.cli import main
 from compliance.errors import (
     HubGatedRepoError,
     HubRepoNotFoundError,
@@ -27,6 +25,7 @@ from compliance.hub import download_model, hub_record, parse_hub_ref
 from compliance.lineage import describe_lineage, resolve_lineage
 from compliance.models import load_model, resolve_model_ref
 from hub_server import HubServer, fake_sha, hub  # noqa: F401  (hub is a fixture)
+from cli_runner import run_cli
 
 HEX40 = "0123456789abcdef" * 2 + "01234567"
 
@@ -70,15 +69,6 @@ def family(hub, tiny_model_dir, refusing_model_dir):
     return hub
 
 
-def run_cli(args, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["compliance", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- references and pinning ---------------------------------------------------------------

@@ -7,7 +7,6 @@ import io
 import json
 import shutil
 import stat
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,22 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from compliance import api
-from compliance.cli import main
 from compliance.io import atomic_write_json
 from compliance.signing import DEMO_NAME, PREDICATE_TYPE, keygen, sign_report, verify_report
 from compliance.signing.keys import self_signed_certificate
 from report_example import example_report
+from cli_runner import run_cli
 
 
-def run_cli(args, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["compliance", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

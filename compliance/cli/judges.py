@@ -49,7 +49,7 @@ def judge_eval(
 @app.command("judges")
 def judges() -> None:
     """List the registered judges, their options and shipped validation figures."""
-    from compliance.judges import available_judges, get_judge, shipped_validation
+    from compliance.judges import available_judges, shipped_validation
     from compliance.judges.base import _REGISTRY
 
     table = Table("judge", "version", "options", "validated binary agreement")

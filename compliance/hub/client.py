@@ -21,7 +21,6 @@ from compliance.errors import (
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnreachableError,
-    MalformedCardError,
 )
 from compliance.hub.refs import COMMIT_SHA, HubRef
 
