@@ -104,3 +104,10 @@ def test_real_entry_point_prints_one_line_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert _one_error_line(proc.stderr).startswith("error: model")
+
+
+def test_fingerprints_print_literally(capsys):
+    from compliance.cli.app import out
+
+    out.print("key SHA-256 77:CD:AF:12")  # ":CD:" is also rich's emoji code for a compact disc
+    assert "77:CD:AF:12" in capsys.readouterr().out

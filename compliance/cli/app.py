@@ -21,8 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # fingerprints like ":CD:" must not become emoji
+err = Console(stderr=True, emoji=False)
 _STATE = {"debug": False}
 
 
