@@ -121,3 +121,15 @@ def test_guard_prompts_through_the_chat_template_and_parses(unsafe_guard: Path) 
     assert [t.strip() for t in raw] == ["unsafe\nS1"] * 3
     assert judge.judge_many(pairs) == [("compliance", 0.0, "unsafe:S1", "compliance")] * 3
     assert judge.judge_one(*pairs[0]) == ("compliance", 0.0, "unsafe:S1")
+
+
+def test_judge_model_with_pickle_weights_only_is_refused(tmp_path: Path) -> None:
+    # A judge model is third-party weights too: pickle files can run code, so they are not loaded.
+    path = _save_classifier(tmp_path / "clf")
+    state = LlamaForSequenceClassification.from_pretrained(path).state_dict()
+    (path / "model.safetensors").unlink()
+    torch.save(state, path / "pytorch_model.bin")
+    judge = get_judge("hf-classifier", {"model": str(path), "labels": "REJECTION=refusal,NORMAL=compliance",
+                                        "device": "cpu"})
+    with pytest.raises(ComplianceError, match="cannot load"):
+        judge.judge_one("p", "hello")

@@ -207,3 +207,31 @@ def judge_responses(judge: Judge, items: list[SuiteItem], responses: list[Respon
                   kind=judge.kind_of(result))
         for item, result in zip(items, results)
     ]
+
+
+def load_judge_model(auto_class: Any, model_ref: str, judge_name: str, device: Optional[str] = None):
+    """Tokenizer and model for a model-based judge, loaded as safely as the models under test.
+
+    Safetensors only and no repository code: a judge model is third-party code and weights too.
+
+    Args:
+        auto_class: a transformers ``AutoModelFor...`` class.
+        model_ref: a local folder or a Hub id.
+        judge_name: the judge's registered name, for error messages.
+        device: ``cpu``/``cuda``; automatic when None.
+
+    Returns:
+        ``(model, tokenizer, device)`` with the model in eval mode on ``device``.
+    """
+    from transformers import AutoTokenizer
+
+    from compliance.generation import pick_device
+
+    dev, _ = pick_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=False)
+        model = auto_class.from_pretrained(model_ref, trust_remote_code=False, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ComplianceError(f"judge '{judge_name}': cannot load {model_ref!r}: {first}") from None
+    return model.to(dev).eval(), tokenizer, dev

@@ -21,7 +21,7 @@ import re
 from typing import Optional
 
 from compliance.errors import ComplianceError
-from compliance.judges.base import Judge, JudgeResult, register_judge
+from compliance.judges.base import Judge, JudgeResult, load_judge_model, register_judge
 
 #: Llama Guard 3's hazard categories (MLCommons taxonomy), for readable reports.
 LLAMA_GUARD_3_CATEGORIES = {
@@ -97,15 +97,9 @@ class GuardJudge(Judge):
 
     def _load(self):
         if self._loaded is None:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoModelForCausalLM
 
-            device = self.device_name or ("cuda" if torch.cuda.is_available() else "cpu")
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model_ref)
-                model = AutoModelForCausalLM.from_pretrained(self.model_ref).to(device).eval()
-            except (OSError, ValueError) as exc:
-                raise ComplianceError(f"judge 'guard': cannot load {self.model_ref!r}: {exc}") from None
+            model, tokenizer, device = load_judge_model(AutoModelForCausalLM, self.model_ref, "guard", self.device_name)
             if not tokenizer.chat_template:
                 raise ComplianceError(f"judge 'guard': {self.model_ref!r} has no chat template; a guard model "
                                       "is prompted through its own template")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Optional
 
 from compliance.errors import ComplianceError
-from compliance.judges.base import Judge, JudgeResult, register_judge
+from compliance.judges.base import Judge, JudgeResult, load_judge_model, register_judge
 
 #: Targets a label map may use.
 TARGETS = ("refusal", "compliance", "full_refusal", "partial_refusal")
@@ -72,15 +72,10 @@ class HFClassifierJudge(Judge):
 
     def _load(self):
         if self._loaded is None:
-            import torch
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            from transformers import AutoModelForSequenceClassification
 
-            device = self.device_name or ("cuda" if torch.cuda.is_available() else "cpu")
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model_ref)
-                model = AutoModelForSequenceClassification.from_pretrained(self.model_ref).to(device).eval()
-            except (OSError, ValueError) as exc:
-                raise ComplianceError(f"judge 'hf-classifier': cannot load {self.model_ref!r}: {exc}") from None
+            model, tokenizer, device = load_judge_model(AutoModelForSequenceClassification, self.model_ref,
+                                                        "hf-classifier", self.device_name)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             model.config.pad_token_id = tokenizer.pad_token_id
