@@ -207,3 +207,15 @@ def test_control_characters_from_model_output_are_made_visible() -> None:
     html = render_html(report)
     assert "\x17" not in html and "\x1b" not in html
     assert "ok\ufffd\ufffd then\ufffd text" in html
+
+
+def test_page_one_marks_the_held_out_validation_file() -> None:
+    import json as _json
+
+    from compliance.judges import shipped_validation
+
+    report = example_report()
+    report["judge"]["validation"] = _json.loads(_json.dumps(shipped_validation("refusal-rules")))
+    html = render_html(report)
+    assert "mistralinstruct (held out) 86.7%" in html
+    assert "gpt4 (held out)" not in html
