@@ -23,6 +23,7 @@ from compliance.records import GenConfig, Judgement, Lineage, ModelRecord, Respo
 
 if TYPE_CHECKING:
     from compliance.judges import Judge
+    from compliance.store import ResponseStore
 
 __all__ = ["ReportResult", "adapt", "card", "compare", "evaluate_model", "keygen", "resolve", "run_report", "sign",
            "verify"]
@@ -64,11 +65,18 @@ def evaluate_model(
     trust_remote_code: bool = False,
     judge_options: Optional[dict[str, str]] = None,
     judge: Optional["Judge"] = None,
+    store: Optional["ResponseStore"] = None,
+    counts: Optional[dict[str, int]] = None,
 ) -> dict[str, tuple[Judgement, Response]]:
     """Generate a response to every suite item with ``record`` and judge it.
 
     ``judge`` (an instance) takes precedence over ``judge_name``/``judge_options``, so a model-based
     judge is loaded once for both models.
+
+    With a ``store``, responses already stored for this model and config are reused, only the
+    missing items are generated (the model is not even loaded when none is missing), and each new
+    response is committed as soon as its batch finishes, so a killed run resumes where it stopped.
+    ``counts``, when given, is filled with ``{"reused": n, "generated": m}``.
 
     Returns:
         ``item_id -> (judgement, response)``.
@@ -83,20 +91,42 @@ def evaluate_model(
 
     reporter = reporter or Reporter(enabled=False)
     dev, dtype = pick_device(device)
-    with reporter.stage(f"Load {label}: {_short(record.id)}"):
-        model, tokenizer = load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle,
-                                      trust_remote_code=trust_remote_code)
-    if config.batch_size is None:
-        config = replace(config, batch_size=default_batch_size(dev, model.num_parameters(), config.max_new_tokens))
-    with reporter.stage(f"Generate with {label}", total=len(suite.items)) as stage:
-        responses = generate(model, tokenizer, suite.items, config, on_response=lambda _r: stage.advance())
-    del model
-    gc.collect()
-    if dev.startswith("cuda"):
-        torch.cuda.empty_cache()
+    key = None
+    by_id: dict[str, Response] = {}
+    if store is not None:
+        from compliance.generation import BACKEND_NAME, backend_version
+        from compliance.store import ResponseKey
+
+        key = ResponseKey.for_run(record, config, dev, str(dtype), BACKEND_NAME, backend_version())
+        by_id = store.get_many(key, suite.items)
+    n_reused = len(by_id)
+    missing = [item for item in suite.items if item.id not in by_id]
+    if counts is not None:
+        counts.update(reused=n_reused, generated=len(missing))
+    if missing:
+        with reporter.stage(f"Load {label}: {_short(record.id)}"):
+            model, tokenizer = load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle,
+                                          trust_remote_code=trust_remote_code)
+        if config.batch_size is None:
+            config = replace(config, batch_size=default_batch_size(dev, model.num_parameters(), config.max_new_tokens))
+        missing_by_id = {item.id: item for item in missing}
+        with reporter.stage(f"Generate with {label}", total=len(suite.items)) as stage:
+            stage.advance(n_reused)
+
+            def keep(response: Response) -> None:
+                if store is not None:
+                    store.put(key, missing_by_id[response.item_id], response)  # committed before the next batch
+                stage.advance()
+
+            for response in generate(model, tokenizer, missing, config, on_response=keep):
+                by_id[response.item_id] = response
+        del model
+        gc.collect()
+        if dev.startswith("cuda"):
+            torch.cuda.empty_cache()
+    responses = [by_id[item.id] for item in suite.items]
     judge = judge or get_judge(judge_name, judge_options)
     judgements = judge_responses(judge, suite.items, responses)
-    by_id = {r.item_id: r for r in responses}
     return {j.item_id: (j, by_id[j.item_id]) for j in judgements}
 
 
@@ -120,6 +150,7 @@ def run_report(
     accept_licence: Optional[list[str]] = None,
     keys: Optional[Path] = None,
     trust_remote_code: bool = False,
+    store: "Path | str | bool | None" = None,
 ) -> ReportResult:
     """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
 
@@ -145,6 +176,9 @@ def run_report(
         keys: key folder to sign the report with (``$COMPLIANCE_SIGNING_KEYS`` when None);
             unsigned when neither is set.
         trust_remote_code: allow a Hub model's own Python code to run (never by default).
+        store: the response store file (``$COMPLIANCE_STORE`` or ``cache_dir()/responses.sqlite3``
+            when None); False runs without one. Stored responses are reused, new ones committed as
+            they are produced, so a killed run resumes where it stopped.
     """
     from compliance.generation import pick_device
     from compliance.generation.transformers_backend import BACKEND_NAME, backend_version
@@ -180,10 +214,25 @@ def run_report(
                                accept_licences=accept_licence or ())
         dev, dtype = pick_device(device)
         config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
-        base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
-                                      trust_remote_code, judge=judge_obj)
-        model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
-                                       allow_pickle, trust_remote_code, judge=judge_obj)
+        from compliance.store import open_store
+
+        base_counts: dict[str, int] = {}
+        model_counts: dict[str, int] = {}
+        response_store = open_store(store)
+        try:
+            base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
+                                          trust_remote_code, judge=judge_obj, store=response_store,
+                                          counts=base_counts)
+            model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
+                                           allow_pickle, trust_remote_code, judge=judge_obj, store=response_store,
+                                           counts=model_counts)
+        finally:
+            if response_store is not None:
+                response_store.close()
+        generation = {"backend": BACKEND_NAME, "backend_version": backend_version(), "device": dev,
+                      "dtype": str(dtype).replace("torch.", ""), "config": asdict(config),
+                      "reused": {"base": base_counts["reused"], "model": model_counts["reused"]},
+                      "generated": {"base": base_counts["generated"], "model": model_counts["generated"]}}
         with reporter.stage("Statistics and policy"):
             findings = compare(suite.items, [j for j, _ in base_results.values()],
                                [j for j, _ in model_results.values()])
@@ -192,8 +241,7 @@ def run_report(
         report = build_report(
             lineage=lineage,
             suite=suite,
-            generation={"backend": BACKEND_NAME, "backend_version": backend_version(), "device": dev,
-                        "dtype": str(dtype).replace("torch.", ""), "config": asdict(config)},
+            generation=generation,
             judge=judge_report(judge_obj),
             base_results=base_results,
             model_results=model_results,

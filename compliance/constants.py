@@ -29,6 +29,9 @@ ENV_DATA_DIR = "COMPLIANCE_DATA_DIR"
 #: An HTTP(S) folder laid out like a data dir that replaces every pinned ``url`` benchmark source
 #: (an internal mirror; the tests' local server). Files are still checked against their sha256.
 ENV_BENCHMARK_MIRROR = "COMPLIANCE_BENCHMARK_MIRROR"
+#: SQLite file of the response store (every generated response, for resume and reuse);
+#: ``--store`` overrides it, ``--no-store`` disables the store. Unset: ``cache_dir()/responses.sqlite3``.
+ENV_STORE = "COMPLIANCE_STORE"
 
 
 def cache_dir() -> Path:
@@ -40,6 +43,12 @@ def cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE_DIR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "compliance"
+
+
+def store_default_path() -> Path:
+    """The response store's file: ``$COMPLIANCE_STORE`` or ``cache_dir()/responses.sqlite3``."""
+    value = os.environ.get(ENV_STORE)
+    return Path(value).expanduser() if value else cache_dir() / "responses.sqlite3"
 
 
 def reports_dir() -> Path:

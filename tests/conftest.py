@@ -29,6 +29,25 @@ def hub_offline():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_response_store(tmp_path_factory):
+    """Session- and module-scoped fixtures store responses in a fresh file, never the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COMPLIANCE_STORE", str(tmp_path_factory.mktemp("store") / "responses.sqlite3"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def response_store(tmp_path_factory, monkeypatch):
+    """Each test gets its own empty response store, so no test passes by reading another's responses.
+
+    It lives outside ``tmp_path`` so tests that list their output folder see no extra file.
+    """
+    path = tmp_path_factory.mktemp("store") / "responses.sqlite3"
+    monkeypatch.setenv("COMPLIANCE_STORE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """A byte-level BPE tokenizer (vocabulary 400) with a ChatML chat template."""

@@ -48,6 +48,10 @@ def report(
                                                        help="Run this opt-in benchmark whose licence is unconfirmed (e.g. trident-law); repeatable."),
     keys: Optional[Path] = typer.Option(None, "--keys",
                                         help="Sign the report with this key folder (default: $COMPLIANCE_SIGNING_KEYS; unsigned when unset)."),
+    store: Optional[Path] = typer.Option(None, "--store",
+                                         help="Response store file: reuse stored responses, resume a killed run "
+                                              "(default: $COMPLIANCE_STORE, else ~/.cache/compliance/responses.sqlite3)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Generate every response afresh and store nothing."),
 ) -> None:
     """Evaluate MODEL and its base on the policy's suite; write report.json and report.pdf.
 
@@ -64,7 +68,8 @@ def report(
                             judge_options=_judge_options(judge_option),
                             pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet,
                             trust_remote_code=trust_remote_code,
-                            suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys)
+                            suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys,
+                            store=False if no_store else store)
     _print_summary(result.report)
     out.print(f"JSON: {result.json_path}")
     if result.pdf_path:
