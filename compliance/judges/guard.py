@@ -23,14 +23,6 @@ from typing import Optional
 from compliance.errors import ComplianceError
 from compliance.judges.base import Judge, JudgeResult, load_judge_model, register_judge
 
-#: Llama Guard 3's hazard categories (MLCommons taxonomy), for readable reports.
-LLAMA_GUARD_3_CATEGORIES = {
-    "S1": "Violent Crimes", "S2": "Non-Violent Crimes", "S3": "Sex-Related Crimes",
-    "S4": "Child Sexual Exploitation", "S5": "Defamation", "S6": "Specialized Advice", "S7": "Privacy",
-    "S8": "Intellectual Property", "S9": "Indiscriminate Weapons", "S10": "Hate",
-    "S11": "Suicide & Self-Harm", "S12": "Sexual Content", "S13": "Elections", "S14": "Code Interpreter Abuse",
-}
-
 _CODE = re.compile(r"\bS\d{1,2}\b", re.IGNORECASE)
 
 

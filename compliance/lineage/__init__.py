@@ -8,13 +8,10 @@ Sources, in order of authority: the model card's front matter (``base_model``,
 
 from __future__ import annotations
 
-from typing import Optional
-
 from compliance.lineage.card import parse_front_matter, read_card_metadata, split_front_matter
 from compliance.lineage.describe import describe_lineage
 from compliance.lineage.resolve import MAX_DEPTH, Step, Tracer, choose_base, resolve_lineage
 from compliance.lineage.sources import Declared, declared_parents
-from compliance.records import ModelRecord
 
 __all__ = [
     "MAX_DEPTH",
@@ -22,7 +19,6 @@ __all__ = [
     "Step",
     "Tracer",
     "choose_base",
-    "declared_base",
     "declared_parents",
     "describe_lineage",
     "parse_front_matter",
@@ -30,11 +26,3 @@ __all__ = [
     "resolve_lineage",
     "split_front_matter",
 ]
-
-
-def declared_base(model: ModelRecord) -> Optional[tuple[str, str, str]]:
-    """The first declared parent of ``model`` as ``(base_ref, relation, source)``, or None."""
-    declared = declared_parents(model)
-    if declared is None:
-        return None
-    return declared.parents[0], declared.relation, declared.source

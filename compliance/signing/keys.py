@@ -78,10 +78,6 @@ def fingerprint(public_key) -> str:
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
-def short_fingerprint(fp: str, groups: int = 16) -> str:
-    return ":".join(fp.split(":")[:groups])
-
-
 def _private_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

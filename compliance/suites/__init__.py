@@ -92,10 +92,6 @@ def sha256_of_digests(digests: list[str]) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
-# kept for callers of the earlier name
-sha256_file_list = sha256_of_digests
-
-
 def expand_names(names: Iterable[str], accept_licences: Iterable[str] = ()) -> list[str]:
     """Benchmark names (or manifest paths) for a mix of benchmark and suite names, in order, once each.
 
