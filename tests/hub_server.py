@@ -308,9 +308,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- responses ---------------------------------------------------------------------------
 
-    def _json(self, body: Any, sha: Optional[str] = None) -> None:
+    def _json(self, body: Any, sha: Optional[str] = None, status: int = 200,
+              headers: Optional[dict[str, str]] = None) -> None:
         data = json.dumps(body).encode()
-        self.send_response(200)
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if sha:
@@ -320,17 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _error(self, status: int, code: str, message: str, sha: Optional[str] = None) -> None:
-        data = json.dumps({"error": message}).encode()
-        self.send_response(status)
-        self.send_header("X-Error-Code", code)
-        self.send_header("X-Error-Message", message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if sha:
-            self.send_header("X-Repo-Commit", sha)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self._json({"error": message}, sha, status, {"X-Error-Code": code, "X-Error-Message": message})
 
 
 class HubServer:

@@ -219,18 +219,15 @@ def _check_pdf_file(result: VerifyResult, pdf_file: Path, roots: list[x509.Certi
         return
     embedded_report = check.attachments.get(ATTACHMENT_REPORT)
     embedded_envelope = check.attachments.get(ATTACHMENT_ENVELOPE)
-    if embedded_report is None:
-        result.failed.append(f"{name}: no embedded {ATTACHMENT_REPORT}")
-    elif folder_report is not None:
-        result.check([] if embedded_report == folder_report else
-                     [f"{name}: embedded {ATTACHMENT_REPORT} differs from {REPORT_JSON}"],
-                     f"{name}: embedded {ATTACHMENT_REPORT} equals {REPORT_JSON}")
-    if embedded_envelope is None:
-        result.failed.append(f"{name}: no embedded {ATTACHMENT_ENVELOPE}")
-    elif folder_envelope is not None:
-        result.check([] if embedded_envelope == folder_envelope else
-                     [f"{name}: embedded {ATTACHMENT_ENVELOPE} differs from {ENVELOPE}"],
-                     f"{name}: embedded {ATTACHMENT_ENVELOPE} equals {ENVELOPE}")
+    for attachment, embedded, folder_file, folder_copy in (
+        (ATTACHMENT_REPORT, embedded_report, REPORT_JSON, folder_report),
+        (ATTACHMENT_ENVELOPE, embedded_envelope, ENVELOPE, folder_envelope),
+    ):
+        if embedded is None:
+            result.failed.append(f"{name}: no embedded {attachment}")
+        elif folder_copy is not None:
+            result.check([] if embedded == folder_copy else [f"{name}: embedded {attachment} differs from {folder_file}"],
+                         f"{name}: embedded {attachment} equals {folder_file}")
     if run_json and embedded_envelope is not None and public_key is not None:
         _check_json(result, embedded_envelope, embedded_report, public_key, model_dirs,
                     f"{name} embedded {ATTACHMENT_ENVELOPE}")
