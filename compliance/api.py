@@ -13,15 +13,16 @@ import gc
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from compliance.constants import reports_dir, signing_keys_dir
+from compliance.constants import ENV_OPENAI_API_KEY, reports_dir, signing_keys_dir
 from compliance.errors import ComplianceError
 from compliance.io import atomic_write_json
 from compliance.progress import Reporter
 from compliance.records import GenConfig, Judgement, Lineage, ModelRecord, Response, Suite
 
 if TYPE_CHECKING:
+    from compliance.generation.openai_backend import OpenAIClient
     from compliance.judges import Judge
     from compliance.store import ResponseStore
 
@@ -53,6 +54,77 @@ def resolve(model: str, base: Optional[str] = None) -> Lineage:
     return resolve_lineage(resolve_model_ref(model), base=base)
 
 
+#: Generation backends (``--backend``): transformers in this process (the default), an
+#: OpenAI-compatible server (vLLM ``serve``, TGI, llama.cpp), or vLLM in this process.
+BACKENDS = ("transformers", "openai", "vllm")
+
+#: Device and dtype recorded (report and store key) when a server generates: both are the server's.
+REMOTE_DEVICE = "remote"
+REMOTE_DTYPE = "as served"
+
+
+@dataclass
+class _Generator:
+    """How one model's missing responses get made: by which backend, keyed how, loaded and run how.
+
+    ``load`` runs only when some response is missing (nothing loads on a full store hit);
+    ``run`` generates with what ``load`` returned; ``release`` frees it.
+    """
+
+    backend: str
+    version: str  # the response store key's backend_version
+    device: str
+    dtype: str
+    load: Callable[[], Any]
+    run: Callable[[Any, list, GenConfig, Callable[[Response], None]], list]
+    release: Callable[[Any], None] = lambda handle: None
+
+
+def _generator(backend: str, record: ModelRecord, config: GenConfig, device: Optional[str], allow_pickle: bool,
+               trust_remote_code: bool, server: Optional["OpenAIClient"], served_model: Optional[str]) -> _Generator:
+    if backend not in BACKENDS:
+        raise ComplianceError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (--backend).")
+    if backend == "openai":
+        from compliance.generation import openai_backend
+
+        if server is None:
+            raise ComplianceError("The openai backend needs a server: give --base-url (api: server=OpenAIClient(...)).")
+        served = server.served_model(served_model or record.id)
+        return _Generator(
+            backend=openai_backend.BACKEND_NAME, version=openai_backend.store_version(served), device=REMOTE_DEVICE,
+            dtype=REMOTE_DTYPE, load=lambda: None,
+            run=lambda _, items, cfg, keep: openai_backend.generate(server, served.name, items, cfg, on_response=keep))
+    from compliance.generation import pick_device
+
+    dev, dtype = pick_device(device)
+    if backend == "vllm":
+        from compliance.generation import vllm_backend
+
+        if not dev.startswith("cuda"):
+            raise ComplianceError("The vllm backend runs on a CUDA GPU and this run is on the CPU: "
+                                  "use --backend transformers, or run on a machine with a GPU.")
+        return _Generator(
+            backend=vllm_backend.BACKEND_NAME, version=vllm_backend.backend_version(), device=dev, dtype=str(dtype),
+            load=lambda: vllm_backend.load_llm(record, str(dtype), seed=config.seed,
+                                               trust_remote_code=trust_remote_code),
+            run=lambda llm, items, cfg, keep: vllm_backend.generate(llm, items, cfg, on_response=keep),
+            release=vllm_backend.release)
+    from compliance.generation import BACKEND_NAME, backend_version, default_batch_size, generate
+    from compliance.models import load_model
+
+    def run(handle, items, cfg, keep):
+        model, tokenizer = handle
+        if cfg.batch_size is None:
+            cfg = replace(cfg, batch_size=default_batch_size(dev, model.num_parameters(), cfg.max_new_tokens))
+        return generate(model, tokenizer, items, cfg, on_response=keep)
+
+    return _Generator(
+        backend=BACKEND_NAME, version=backend_version(), device=dev, dtype=str(dtype),
+        load=lambda: load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle,
+                                trust_remote_code=trust_remote_code),
+        run=run)
+
+
 def evaluate_model(
     record: ModelRecord,
     suite: Suite,
@@ -67,6 +139,9 @@ def evaluate_model(
     judge: Optional["Judge"] = None,
     store: Optional["ResponseStore"] = None,
     counts: Optional[dict[str, int]] = None,
+    backend: str = "transformers",
+    server: Optional["OpenAIClient"] = None,
+    served_model: Optional[str] = None,
 ) -> dict[str, tuple[Judgement, Response]]:
     """Generate a response to every suite item with ``record`` and judge it.
 
@@ -75,55 +150,62 @@ def evaluate_model(
 
     With a ``store``, responses already stored for this model and config are reused, only the
     missing items are generated (the model is not even loaded when none is missing), and each new
-    response is committed as soon as its batch finishes, so a killed run resumes where it stopped.
+    response is committed as soon as it is produced, so a killed run resumes where it stopped.
     ``counts``, when given, is filled with ``{"reused": n, "generated": m}``.
+
+    Args:
+        backend: ``transformers`` (load ``record`` here), ``openai`` (ask ``server`` for the model
+            served as ``served_model``; nothing is loaded here) or ``vllm`` (load ``record`` into vLLM).
+        server: the OpenAI-compatible server's client (``openai`` backend only).
+        served_model: the name the server serves ``record`` under; ``record.id`` when None.
 
     Returns:
         ``item_id -> (judgement, response)``.
+
+    Raises:
+        ComplianceError: an unknown backend, or a backend that cannot run (see its module).
     """
-    import torch
-
-    from compliance.generation import generate, pick_device
     from compliance.judges import get_judge, judge_responses
-    from compliance.models import load_model
-
-    from compliance.generation import default_batch_size
 
     reporter = reporter or Reporter(enabled=False)
-    dev, dtype = pick_device(device)
+    gen = _generator(backend, record, config, device, allow_pickle, trust_remote_code, server, served_model)
     key = None
     by_id: dict[str, Response] = {}
     if store is not None:
-        from compliance.generation import BACKEND_NAME, backend_version
         from compliance.store import ResponseKey
 
-        key = ResponseKey.for_run(record, config, dev, str(dtype), BACKEND_NAME, backend_version())
+        key = ResponseKey.for_run(record, config, gen.device, gen.dtype, gen.backend, gen.version)
         by_id = store.get_many(key, suite.items)
     n_reused = len(by_id)
     missing = [item for item in suite.items if item.id not in by_id]
     if counts is not None:
         counts.update(reused=n_reused, generated=len(missing))
     if missing:
-        with reporter.stage(f"Load {label}: {_short(record.id)}"):
-            model, tokenizer = load_model(record, device=dev, dtype=dtype, allow_pickle=allow_pickle,
-                                          trust_remote_code=trust_remote_code)
-        if config.batch_size is None:
-            config = replace(config, batch_size=default_batch_size(dev, model.num_parameters(), config.max_new_tokens))
+        if gen.device == REMOTE_DEVICE:
+            handle = gen.load()  # a server: nothing to load here
+        else:
+            with reporter.stage(f"Load {label}: {_short(record.id)}"):
+                handle = gen.load()
         missing_by_id = {item.id: item for item in missing}
-        with reporter.stage(f"Generate with {label}", total=len(suite.items)) as stage:
-            stage.advance(n_reused)
+        try:
+            with reporter.stage(f"Generate with {label}", total=len(suite.items)) as stage:
+                stage.advance(n_reused)
 
-            def keep(response: Response) -> None:
-                if store is not None:
-                    store.put(key, missing_by_id[response.item_id], response)  # committed before the next batch
-                stage.advance()
+                def keep(response: Response) -> None:
+                    if store is not None:
+                        store.put(key, missing_by_id[response.item_id], response)  # committed before the next
+                    stage.advance()
 
-            for response in generate(model, tokenizer, missing, config, on_response=keep):
-                by_id[response.item_id] = response
-        del model
-        gc.collect()
-        if dev.startswith("cuda"):
-            torch.cuda.empty_cache()
+                for response in gen.run(handle, missing, config, keep):
+                    by_id[response.item_id] = response
+        finally:
+            gen.release(handle)
+            del handle
+            gc.collect()
+            if gen.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
     responses = [by_id[item.id] for item in suite.items]
     judge = judge or get_judge(judge_name, judge_options)
     judgements = judge_responses(judge, suite.items, responses)
@@ -151,6 +233,12 @@ def run_report(
     keys: Optional[Path] = None,
     trust_remote_code: bool = False,
     store: "Path | str | bool | None" = None,
+    backend: str = "transformers",
+    base_url: Optional[str] = None,
+    served_model: Optional[str] = None,
+    served_base_model: Optional[str] = None,
+    concurrency: int = 8,
+    api_key_env: str = ENV_OPENAI_API_KEY,
 ) -> ReportResult:
     """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
 
@@ -179,9 +267,20 @@ def run_report(
         store: the response store file (``$COMPLIANCE_STORE`` or ``cache_dir()/responses.sqlite3``
             when None); False runs without one. Stored responses are reused, new ones committed as
             they are produced, so a killed run resumes where it stopped.
+        backend: ``transformers`` (default: both models run here), ``openai`` (an OpenAI-compatible
+            server at ``base_url`` answers; nothing is loaded here, lineage still comes from ``model``)
+            or ``vllm`` (both models run here in vLLM; needs ``pip install 'compliance[vllm]'``).
+        base_url: the server's base URL, e.g. ``http://localhost:8000/v1`` (``openai`` only).
+        served_model: the name the server serves ``model`` under (default: the model's id).
+        served_base_model: the name the server serves the base under (default: the base's id).
+        concurrency: requests in flight at once (``openai`` only).
+        api_key_env: environment variable holding the server's API key, sent as a bearer token
+            when set; never recorded.
+
+    Raises:
+        ComplianceError: bad input (each names the input and the fix), before any model work
+            where it can be checked up front.
     """
-    from compliance.generation import pick_device
-    from compliance.generation.transformers_backend import BACKEND_NAME, backend_version
     from compliance.judges import get_judge
     from compliance.policy import evaluate, load_policy
     from compliance.report.build import build_report, environment
@@ -193,6 +292,7 @@ def run_report(
         raise ComplianceError(f"--max-new-tokens {max_new_tokens} must be at least 1")
     if batch_size is not None and batch_size < 1:
         raise ComplianceError(f"--batch-size {batch_size} must be at least 1")
+    server = _backend_server(backend, base_url, served_model, served_base_model, concurrency, api_key_env)
     policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
     keys_dir = Path(keys) if keys else signing_keys_dir()
     if keys_dir is not None:
@@ -203,7 +303,11 @@ def run_report(
     with Reporter(enabled=progress) as reporter:
         with reporter.stage("Resolve model and base"):
             lineage = resolve(model, base)
-        if "hub" in (lineage.model.kind, lineage.base.kind):
+        if server is not None:
+            with reporter.stage("Check the server's models"):  # fail fast, before any generation
+                served = {"model": server.served_model(served_model or lineage.model.id, "--model"),
+                          "base": server.served_model(served_base_model or lineage.base.id, "--base-model")}
+        elif "hub" in (lineage.model.kind, lineage.base.kind):  # a server needs no local weights
             from compliance.hub import download_model
 
             with reporter.stage("Download from the Hub"):
@@ -212,7 +316,6 @@ def run_report(
         with reporter.stage("Load suite"):
             suite = load_suite(suite or policy_obj.data["suite"], limit=limit, seed=seed, data_dir=data_dir,
                                accept_licences=accept_licence or ())
-        dev, dtype = pick_device(device)
         config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
         from compliance.store import open_store
 
@@ -220,19 +323,23 @@ def run_report(
         model_counts: dict[str, int] = {}
         response_store = open_store(store)
         try:
+            names = {"base": served["base"].name, "model": served["model"].name} if server is not None else {}
             base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
                                           trust_remote_code, judge=judge_obj, store=response_store,
-                                          counts=base_counts)
+                                          counts=base_counts, backend=backend, server=server,
+                                          served_model=names.get("base"))
             model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
                                            allow_pickle, trust_remote_code, judge=judge_obj, store=response_store,
-                                           counts=model_counts)
+                                           counts=model_counts, backend=backend, server=server,
+                                           served_model=names.get("model"))
         finally:
             if response_store is not None:
                 response_store.close()
-        generation = {"backend": BACKEND_NAME, "backend_version": backend_version(), "device": dev,
-                      "dtype": str(dtype).replace("torch.", ""), "config": asdict(config),
-                      "reused": {"base": base_counts["reused"], "model": model_counts["reused"]},
-                      "generated": {"base": base_counts["generated"], "model": model_counts["generated"]}}
+        generation = _generation_section(backend, device, server, served if server is not None else None)
+        dev = generation["device"]
+        generation.update(config=asdict(config),
+                          reused={"base": base_counts["reused"], "model": model_counts["reused"]},
+                          generated={"base": base_counts["generated"], "model": model_counts["generated"]})
         with reporter.stage("Statistics and policy"):
             findings = compare(suite.items, [j for j, _ in base_results.values()],
                                [j for j, _ in model_results.values()])
@@ -267,6 +374,67 @@ def run_report(
             with reporter.stage("Sign report"):
                 sign(out, keys_dir)
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
+
+
+def _backend_server(backend: str, base_url: Optional[str], served_model: Optional[str],
+                    served_base_model: Optional[str], concurrency: int, api_key_env: str) -> Optional["OpenAIClient"]:
+    """Check the backend options together; the server's client for ``openai``, else None.
+
+    Raises:
+        ComplianceError: an unknown backend, server options without ``--backend openai``, ``openai``
+            without a base URL, a malformed URL or concurrency, or ``vllm`` without vLLM installed.
+    """
+    import os
+
+    if backend not in BACKENDS:
+        raise ComplianceError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (--backend).")
+    if backend != "openai":
+        given = [opt for opt, value in (("--base-url", base_url), ("--model", served_model),
+                                         ("--base-model", served_base_model)) if value]
+        if given:
+            raise ComplianceError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to an "
+                                  f"OpenAI-compatible server: add --backend openai, or drop {', '.join(given)} to "
+                                  f"run with --backend {backend}.")
+        if backend == "vllm":
+            from compliance.generation.vllm_backend import require_vllm
+
+            require_vllm()
+        return None
+    if not base_url:
+        raise ComplianceError("--backend openai needs --base-url, the server's address "
+                              "(for example http://localhost:8000/v1 for `vllm serve`).")
+    from compliance.generation.openai_backend import OpenAIClient
+
+    return OpenAIClient(base_url, api_key=os.environ.get(api_key_env) or None, concurrency=concurrency,
+                        api_key_env=api_key_env)
+
+
+def _generation_section(backend: str, device: Optional[str], server: Optional["OpenAIClient"],
+                        served: Optional[dict]) -> dict:
+    """The report's ``generation`` section, less config and counts: backend, version, device, dtype, server.
+
+    For a server, ``server`` records the base URL (without credentials), the concurrency and each
+    served model's name and ``/v1/models`` entry (less its volatile fields); no API key.
+    """
+    if server is not None and served is not None:
+        from compliance.generation import openai_backend
+
+        return {"backend": openai_backend.BACKEND_NAME, "backend_version": openai_backend.backend_version(),
+                "device": REMOTE_DEVICE, "dtype": REMOTE_DTYPE,
+                "server": {"base_url": server.base_url, "concurrency": server.concurrency,
+                           "models": {role: {"name": s.name, "entry": s.identity} for role, s in served.items()}}}
+    from compliance.generation import pick_device
+
+    dev, dtype = pick_device(device)
+    if backend == "vllm":
+        from compliance.generation import vllm_backend
+
+        name, version = vllm_backend.BACKEND_NAME, vllm_backend.backend_version()
+    else:
+        from compliance.generation import BACKEND_NAME, backend_version
+
+        name, version = BACKEND_NAME, backend_version()
+    return {"backend": name, "backend_version": version, "device": dev, "dtype": str(dtype).replace("torch.", "")}
 
 
 def judge_report(judge_obj: "Judge") -> dict:

@@ -32,6 +32,9 @@ ENV_BENCHMARK_MIRROR = "COMPLIANCE_BENCHMARK_MIRROR"
 #: SQLite file of the response store (every generated response, for resume and reuse);
 #: ``--store`` overrides it, ``--no-store`` disables the store. Unset: ``cache_dir()/responses.sqlite3``.
 ENV_STORE = "COMPLIANCE_STORE"
+#: Bearer token for an OpenAI-compatible server (``--backend openai``); ``--api-key-env`` names
+#: another variable. Sent only to that server, never written to a report, a log or the store.
+ENV_OPENAI_API_KEY = "OPENAI_API_KEY"
 
 
 def cache_dir() -> Path:

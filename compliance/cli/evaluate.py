@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from compliance.cli.app import app, out
-from compliance.constants import BUILTIN_MODEL_ID
+from compliance.constants import BUILTIN_MODEL_ID, ENV_OPENAI_API_KEY
 
 _VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 
@@ -52,6 +52,22 @@ def report(
                                          help="Response store file: reuse stored responses, resume a killed run "
                                               "(default: $COMPLIANCE_STORE, else ~/.cache/compliance/responses.sqlite3)."),
     no_store: bool = typer.Option(False, "--no-store", help="Generate every response afresh and store nothing."),
+    backend: str = typer.Option("transformers", "--backend",
+                                help="Who generates: transformers (both models run here), openai (an OpenAI-compatible "
+                                     "server: vLLM serve, TGI, llama.cpp; needs --base-url) or vllm (vLLM in this "
+                                     "process; pip install 'compliance\\[vllm]')."),
+    base_url: Optional[str] = typer.Option(None, "--base-url",
+                                           help="--backend openai: the server's base URL, e.g. http://localhost:8000/v1."),
+    served_model: Optional[str] = typer.Option(None, "--model",
+                                               help="--backend openai: the name the server serves MODEL under "
+                                                    "(default: MODEL's id, as `vllm serve MODEL` names it)."),
+    served_base_model: Optional[str] = typer.Option(None, "--base-model",
+                                                    help="--backend openai: the name the server serves the base "
+                                                         "under (default: the base's id)."),
+    concurrency: int = typer.Option(8, "--concurrency", help="--backend openai: requests in flight at once."),
+    api_key_env: str = typer.Option(ENV_OPENAI_API_KEY, "--api-key-env",
+                                    help="--backend openai: environment variable holding the server's API key "
+                                         "(sent as a bearer token when set; never recorded)."),
 ) -> None:
     """Evaluate MODEL and its base on the policy's suite; write report.json and report.pdf.
 
@@ -60,6 +76,8 @@ def report(
     Example: compliance report ./my-medical-finetune --policy healthcare
 
     Public benchmarks: compliance report ./ft --suite medical --limit 200 --data-dir ../shared/benchmarks
+
+    A server generates (lineage still comes from MODEL): compliance report ./ft --backend openai --base-url http://localhost:8000/v1 --model ft --base-model base
     """
     from compliance import api
 
@@ -69,7 +87,9 @@ def report(
                             pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet,
                             trust_remote_code=trust_remote_code,
                             suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys,
-                            store=False if no_store else store)
+                            store=False if no_store else store, backend=backend, base_url=base_url,
+                            served_model=served_model, served_base_model=served_base_model, concurrency=concurrency,
+                            api_key_env=api_key_env)
     _print_summary(result.report)
     out.print(f"JSON: {result.json_path}")
     if result.pdf_path:
