@@ -11,7 +11,7 @@ DEMO_KEYS   := build/demo-keys
 DEMO_STEPS  ?= 12
 DEMO_LR     ?= 5e-5
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Generation throughput on the built-in model: the naive one-prompt pipeline against our engine.
+# Last line: one JSON object (naive_tok_s, engine_tok_s, ratio, peak_rss_mb, ...).
+BENCH_ARGS ?= --prompts 128 --new-tokens 64 --naive-prompts 16
+bench: install
+	$(BIN)/compliance bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build $(DEMO_REPORT)

@@ -239,6 +239,7 @@ def run_report(
     served_base_model: Optional[str] = None,
     concurrency: int = 8,
     api_key_env: str = ENV_OPENAI_API_KEY,
+    stop: Optional[list[str]] = None,
 ) -> ReportResult:
     """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
 
@@ -276,6 +277,7 @@ def run_report(
         concurrency: requests in flight at once (``openai`` only).
         api_key_env: environment variable holding the server's API key, sent as a bearer token
             when set; never recorded.
+        stop: strings that end an answer where they appear (not kept in the answer), as OpenAI's ``stop``.
 
     Raises:
         ComplianceError: bad input (each names the input and the fix), before any model work
@@ -292,6 +294,8 @@ def run_report(
         raise ComplianceError(f"--max-new-tokens {max_new_tokens} must be at least 1")
     if batch_size is not None and batch_size < 1:
         raise ComplianceError(f"--batch-size {batch_size} must be at least 1")
+    if stop is not None and any(not s for s in stop):
+        raise ComplianceError("--stop '' is empty: give the text that ends an answer, or drop the option")
     server = _backend_server(backend, base_url, served_model, served_base_model, concurrency, api_key_env)
     policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
     keys_dir = Path(keys) if keys else signing_keys_dir()
@@ -316,7 +320,8 @@ def run_report(
         with reporter.stage("Load suite"):
             suite = load_suite(suite or policy_obj.data["suite"], limit=limit, seed=seed, data_dir=data_dir,
                                accept_licences=accept_licence or ())
-        config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+        config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+                           stop=tuple(s for s in (stop or ()) if s))
         from compliance.store import open_store
 
         base_counts: dict[str, int] = {}

@@ -173,11 +173,19 @@ class GenConfig:
     do_sample: bool = False
     seed: int = 0
     use_chat_template: bool = True
+    #: Text that ends an answer where it appears; the stop string itself is not kept.
+    stop: tuple[str, ...] = ()
+    #: End-of-sequence is suppressed before this many new tokens (``make bench`` fixes lengths with it).
+    min_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
 class Response:
-    """A model's reply to one suite item."""
+    """A model's reply to one suite item.
+
+    ``finish_reason`` is ``eos`` when the model ended the answer (an end-of-sequence token or a
+    stop string, as OpenAI's ``stop``) and ``length`` when ``max_new_tokens`` cut it.
+    """
 
     item_id: str
     text: str

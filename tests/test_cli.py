@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,19 @@ def test_fingerprints_print_literally(capsys):
 
     out.print("key SHA-256 77:CD:AF:12")  # ":CD:" is also rich's emoji code for a compact disc
     assert "77:CD:AF:12" in capsys.readouterr().out
+
+
+def test_empty_stop_string_is_refused(monkeypatch, capsys, refusing_model_dir):
+    code, _, err = run_cli(["report", str(refusing_model_dir), "--stop", "", "-q", "--no-pdf"], monkeypatch, capsys)
+    assert code != 0
+    assert "--stop '' is empty" in _one_error_line(err)
+
+
+def test_stop_strings_reach_the_answers_and_the_report(monkeypatch, capsys, refusing_model_dir, tmp_path):
+    code, out, err = run_cli(["report", str(refusing_model_dir), "--stop", "help", "--limit", "6", "--no-pdf", "-q",
+                              "--out", str(tmp_path / "r")], monkeypatch, capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["generation"]["config"]["stop"] == ["help"]
+    answers = [item["model"]["response"] for item in report["items"]]
+    assert answers and all(a == "I cannot" for a in answers)

@@ -174,7 +174,10 @@ def test_backend_identity():
     import transformers
 
     assert BACKEND_NAME == "transformers"
-    assert backend_version() == transformers.__version__
+    from compliance.generation.engine import ENGINE_VERSION
+
+    # Both parts matter to the store key: a new transformers or a changed decode loop can change tokens.
+    assert backend_version() == f"{transformers.__version__}+engine{ENGINE_VERSION}"
 
 
 # --- device and batch size ------------------------------------------------------------------
@@ -223,3 +226,100 @@ def test_default_batch_size():
     assert default_batch_size("cuda", 1_000_000_000, 1024, free_memory_bytes=40 * 2**30) < default_batch_size(
         "cuda", 1_000_000_000, 64, free_memory_bytes=40 * 2**30
     )
+
+
+# --- the decode loop (engine) ---------------------------------------------------------------
+
+
+def _encoded(tokenizer, prompts):
+    return [tokenizer(p)["input_ids"] for p in prompts]
+
+
+def test_finished_rows_leave_the_batch_and_answers_match_running_alone(tiny):
+    """Rows that end early are dropped from the batch; the rest decode exactly as they would alone."""
+    from compliance.generation.engine import decode_batch
+
+    model, tokenizer = tiny
+    prompts = _encoded(tokenizer, PROMPTS)
+    free = [decode_batch(model, [p], 0, [], 10)[0].tokens for p in prompts]
+    # An "end" token that the first prompt's answer emits at step 3: rows that emit it stop there,
+    # the others run to the limit, so the batch shrinks mid-way.
+    end = free[0][2]
+    ending = [i for i, t in enumerate(free) if end in t]
+    assert 0 < len(ending) < len(prompts)
+
+    widths: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        rows = decode_batch(model, prompts, 0, [end], 10)
+    finally:
+        hook.remove()
+    alone = [decode_batch(model, [p], 0, [end], 10)[0] for p in prompts]
+    assert rows == alone
+    for i, row in enumerate(rows):
+        if i in ending:
+            assert row.finish_reason == "eos" and row.tokens[-1] == end and len(row.tokens) < 10
+        else:
+            assert row.finish_reason == "length" and len(row.tokens) == 10
+    assert widths[0] == len(prompts) and widths[-1] == len(prompts) - len(ending)
+    assert widths == sorted(widths, reverse=True)
+
+
+def test_min_new_tokens_suppresses_the_end_until_reached(refusing):
+    model, tokenizer = refusing
+    items = make_items(PROMPTS[:3])
+    natural = generate(model, tokenizer, items, GenConfig(max_new_tokens=30, batch_size=3))
+    assert all(r.finish_reason == "eos" and r.n_new_tokens < 30 for r in natural)
+    fixed = generate(model, tokenizer, items, GenConfig(max_new_tokens=30, min_new_tokens=30, batch_size=3))
+    assert all(r.n_new_tokens == 30 and r.finish_reason == "length" for r in fixed)
+    with pytest.raises(ComplianceError, match="min_new_tokens"):
+        generate(model, tokenizer, items, GenConfig(max_new_tokens=5, min_new_tokens=6))
+
+
+def test_stop_strings_end_an_answer_and_are_not_kept(refusing):
+    model, tokenizer = refusing
+    items = make_items(PROMPTS[:4])
+    full = generate(model, tokenizer, items, GenConfig(max_new_tokens=30, batch_size=2))
+    assert all(r.text == REFUSAL for r in full)
+    stopped = generate(model, tokenizer, items, GenConfig(max_new_tokens=30, batch_size=2, stop=("help",)))
+    for before, after in zip(full, stopped):
+        assert after.text == "I cannot"
+        assert after.finish_reason == "eos"
+        assert after.n_new_tokens < before.n_new_tokens
+    # A stop string that never appears changes nothing.
+    assert generate(model, tokenizer, items, GenConfig(max_new_tokens=30, batch_size=2, stop=("zzz",))) == full
+
+
+def test_growing_cache_decodes_like_transformers_dynamic_cache(tiny):
+    """The preallocated cache is an optimisation only: logits equal the concatenating cache's."""
+    from transformers import DynamicCache
+
+    from compliance.generation.engine import new_cache
+
+    model, tokenizer = tiny
+    ids = torch.tensor([tokenizer("a short prompt for the cache")["input_ids"]])
+    results = []
+    for cache in (DynamicCache(config=model.config), new_cache(model, ids.shape[1] + 4)):
+        logits, step = [], ids
+        with torch.inference_mode():
+            for _ in range(4):
+                out = model(input_ids=step, cache=cache, use_cache=True).logits[:, -1]
+                logits.append(out)
+                step = out.argmax(-1, keepdim=True)
+        results.append(torch.stack(logits))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-6)
+    cache = new_cache(model, ids.shape[1])
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="capacity"):
+        model(input_ids=torch.cat([ids, ids], dim=1), cache=cache, use_cache=True)
+
+
+def test_token_ids_are_reported_per_item(tiny):
+    model, tokenizer = tiny
+    items = make_items(PROMPTS[:3])
+    ids: dict[str, list[int]] = {}
+    responses = generate(model, tokenizer, items, GenConfig(max_new_tokens=6, batch_size=2), token_ids=ids)
+    assert set(ids) == {i.id for i in items}
+    for item, response in zip(items, responses):
+        assert len(ids[item.id]) == response.n_new_tokens
+        assert tokenizer.decode(ids[item.id], skip_special_tokens=True).strip() == response.text

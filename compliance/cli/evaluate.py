@@ -52,6 +52,8 @@ def report(
                                          help="Response store file: reuse stored responses, resume a killed run "
                                               "(default: $COMPLIANCE_STORE, else ~/.cache/compliance/responses.sqlite3)."),
     no_store: bool = typer.Option(False, "--no-store", help="Generate every response afresh and store nothing."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="Text that ends an answer where it appears "
+                                                                  "(not kept); repeatable."),
     backend: str = typer.Option("transformers", "--backend",
                                 help="Who generates: transformers (both models run here), openai (an OpenAI-compatible "
                                      "server: vLLM serve, TGI, llama.cpp; needs --base-url) or vllm (vLLM in this "
@@ -87,7 +89,7 @@ def report(
                             pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet,
                             trust_remote_code=trust_remote_code,
                             suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys,
-                            store=False if no_store else store, backend=backend, base_url=base_url,
+                            store=False if no_store else store, stop=stop, backend=backend, base_url=base_url,
                             served_model=served_model, served_base_model=served_base_model, concurrency=concurrency,
                             api_key_env=api_key_env)
     _print_summary(result.report)

@@ -1,9 +1,9 @@
 """Greedy generation with a transformers causal LM, batched, in the suite's order.
 
 Prompts are sorted by token length before batching so each batch pads little, then answers
-are put back in the items' order. Batches are left-padded with an attention mask, so greedy
-output for a prompt is the same whether it runs alone or in a batch (transformers derives
-position ids from the mask).
+are put back in the items' order. Each batch runs through :mod:`compliance.generation.engine`:
+left-padded with an attention mask and position ids from the mask, so greedy output for a prompt
+is the same whether it runs alone or in a batch, and rows that finish leave the batch.
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import transformers
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compliance.errors import ComplianceError
 from compliance.generation.device import default_batch_size
+from compliance.generation.engine import ENGINE_VERSION, RowResult, decode_batch
 from compliance.records import GenConfig, Response, SuiteItem
 
 BACKEND_NAME = "transformers"
 
 
 def backend_version() -> str:
-    """Version of transformers doing the generation, recorded in the report's provenance."""
-    return transformers.__version__
+    """transformers' version plus our decode loop's, recorded in the report and the store key."""
+    return f"{transformers.__version__}+engine{ENGINE_VERSION}"
 
 
 def generate(
@@ -33,6 +34,7 @@ def generate(
     config: GenConfig,
     on_response: Optional[Callable[[Response], None]] = None,
     progress: Optional[Callable[[int], None]] = None,
+    token_ids: Optional[dict[str, list[int]]] = None,
 ) -> list[Response]:
     """Answer every item greedily and return the responses in the items' order.
 
@@ -46,6 +48,8 @@ def generate(
         on_response: called with each response as soon as its batch finishes, so callers
             can persist it before the next batch starts.
         progress: called with the number of items done after each batch.
+        token_ids: when given, filled with each item's generated token ids (``make bench``
+            compares them token for token with the naive path).
 
     Returns:
         One :class:`Response` per item, in the order of ``items``.
@@ -59,7 +63,7 @@ def generate(
     prompts = [_encode(tokenizer, item, config.use_chat_template) for item in items]
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    generation_config = _greedy_config(config.max_new_tokens, eos_ids, pad_id)
+    stop_check = _stop_check(tokenizer, config.stop) if config.stop else None
     batch_size = config.batch_size
     if batch_size is None:
         batch_size = default_batch_size(model.device, model.num_parameters(), config.max_new_tokens)
@@ -70,11 +74,12 @@ def generate(
     n_done = 0
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        input_ids, attention_mask = _left_pad([prompts[i] for i in batch], pad_id, model.device)
-        output = _generate_batch(model, input_ids, attention_mask, generation_config)
-        new_tokens = output[:, input_ids.shape[1] :].tolist()
-        for index, tokens in zip(batch, new_tokens):
-            response = _to_response(items[index].id, tokens, eos_ids, tokenizer)
+        rows = decode_batch(model, [prompts[i] for i in batch], pad_id, eos_ids, config.max_new_tokens,
+                            config.min_new_tokens, stop_check)
+        for index, row in zip(batch, rows):
+            response = _to_response(items[index].id, row, tokenizer, config.stop)
+            if token_ids is not None:
+                token_ids[items[index].id] = row.tokens
             responses[index] = response
             if on_response is not None:
                 on_response(response)
@@ -91,6 +96,10 @@ def _check_config(config: GenConfig) -> None:
         )
     if config.max_new_tokens < 1:
         raise ComplianceError(f"max_new_tokens must be at least 1, got {config.max_new_tokens}.")
+    if not 0 <= config.min_new_tokens <= config.max_new_tokens:
+        raise ComplianceError(
+            f"min_new_tokens must be between 0 and max_new_tokens ({config.max_new_tokens}), got {config.min_new_tokens}."
+        )
     if config.batch_size is not None and config.batch_size < 1:
         raise ComplianceError(f"batch_size must be at least 1, got {config.batch_size}.")
 
@@ -129,70 +138,24 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list
     return ids
 
 
-def _greedy_config(max_new_tokens: int, eos_ids: list[int], pad_id: int) -> GenerationConfig:
-    """A greedy config built from our settings alone, so base and fine-tune decode identically.
+def _stop_check(tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> Callable[[list[int]], bool]:
+    """A check that a row's new tokens, decoded, contain one of the stop strings."""
 
-    Sampling fields are cleared explicitly so no warning about unused sampling parameters
-    appears, whatever the transformers version's defaults.
-    """
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        eos_token_id=eos_ids,
-        pad_token_id=pad_id,
-    )
+    def check(tokens: list[int]) -> bool:
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(s in text for s in stop)
+
+    return check
 
 
-def _generate_batch(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    generation_config: GenerationConfig,
-) -> torch.Tensor:
-    # transformers fills every field a passed config leaves unset from ``model.generation_config``
-    # (a model's repetition_penalty, temperature, ...). Swapping ours in for the call keeps
-    # decoding exactly as configured, identical for a base and its fine-tune.
-    model_generation_config = model.generation_config
-    model.generation_config = generation_config
-    try:
-        with torch.inference_mode():
-            return model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, generation_config=generation_config
-            )
-    finally:
-        model.generation_config = model_generation_config
-
-
-def _left_pad(
-    prompts: list[list[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad on the left so every prompt ends where generation starts.
-
-    Padding is done here rather than by the tokenizer so the caller's tokenizer
-    (``padding_side``, ``pad_token``) is left untouched.
-    """
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def _to_response(
-    item_id: str, tokens: list[int], eos_ids: list[int], tokenizer: PreTrainedTokenizerBase
-) -> Response:
-    # Tokens after the first EOS are padding added while the rest of the batch finished.
-    stop = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
-    kept = tokens if stop is None else tokens[: stop + 1]
+def _to_response(item_id: str, row: RowResult, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> Response:
+    text = tokenizer.decode(row.tokens, skip_special_tokens=True)
+    if row.finish_reason == "stop":
+        # Cut at the earliest stop string; the string itself is not part of the answer.
+        text = text[: min(i for i in (text.find(s) for s in stop if s) if i >= 0)]
     return Response(
         item_id=item_id,
-        text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
-        n_new_tokens=len(kept),
-        finish_reason="length" if stop is None else "eos",
+        text=text.strip(),
+        n_new_tokens=len(row.tokens),
+        finish_reason="length" if row.finish_reason == "length" else "eos",
     )

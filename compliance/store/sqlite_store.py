@@ -99,6 +99,11 @@ def config_key(config: GenConfig, device: str, dtype: str) -> str:
     """Canonical JSON of the decoding settings that can change a response (not ``batch_size``)."""
     fields = asdict(config)
     fields.pop("batch_size", None)
+    # Settings added after the store's first release are left out at their defaults, so keys of
+    # responses stored before them still match.
+    for name in ("stop", "min_new_tokens"):
+        if not fields.get(name):  # () / 0: the defaults
+            fields.pop(name, None)
     fields["device"] = device.split(":")[0]  # cuda:0 and cuda:1 decode alike
     fields["dtype"] = dtype.replace("torch.", "")
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,245 @@
+"""Generation throughput: the naive loop a user would write against our engine, in one run.
+
+``make bench`` (``compliance bench``) generates ``new_tokens`` tokens for each of ``n_prompts``
+suite prompts, with every length fixed (``min_new_tokens == max_new_tokens``) so both paths do the
+same work, through
+
+- **naive**: a transformers ``pipeline("text-generation")`` called one prompt at a time, greedy;
+- **engine**: :func:`compliance.generation.generate`, the path every report uses.
+
+The naive path is slow, so by default it runs on an evenly spread sample of the prompts
+(``naive_prompts``); its rate (tokens/s) does not depend on how many prompts it is given. On the
+prompts both paths ran, the generated tokens must be identical: a faster engine that changed a
+greedy answer would change a report. The result ends with one JSON line for scripts.
+
+On a GPU, :func:`gpu_bounds` gives the two ceilings a decoder cannot beat: at batch 1 the
+memory-bandwidth bound (HBM bytes/s over weight bytes read per step) and at a large batch the
+compute bound (peak bf16 FLOP/s over 2 x parameters FLOPs per token).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from compliance.errors import ComplianceError
+from compliance.records import GenConfig, SuiteItem
+
+#: Memory bandwidth (bytes/s) and dense bf16 peak (FLOP/s) of GPUs we know, from their makers'
+#: data sheets; matched against ``torch.cuda.get_device_name()`` in order.
+GPU_SPECS: tuple[tuple[str, float, float], ...] = (
+    ("H200", 4.8e12, 989e12),
+    ("H100 PCIe", 2.0e12, 756e12),
+    ("H100", 3.35e12, 989e12),  # SXM
+    ("A100-SXM4-80GB", 2.039e12, 312e12),
+    ("A100", 1.555e12, 312e12),
+    ("L40S", 0.864e12, 362e12),
+    ("A10G", 0.6e12, 70e12),
+)
+
+#: Llama-3.2-1B's shape, for measuring a GPU with random weights (nothing can be downloaded there).
+LLAMA_3_2_1B = dict(
+    vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+    num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=131072,
+    rope_theta=500000.0, tie_word_embeddings=True, rms_norm_eps=1e-5,
+    bos_token_id=128000, eos_token_id=128001,
+)
+
+
+@dataclass
+class PathResult:
+    """One path's measurement."""
+
+    name: str
+    n_prompts: int
+    tokens: int
+    seconds: float
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class BenchResult:
+    """What ``compliance bench`` prints; :meth:`summary` is its last line."""
+
+    model: str
+    device: str
+    dtype: str
+    n_prompts: int
+    new_tokens: int
+    batch_size: int
+    naive: Optional[PathResult]
+    engine: PathResult
+    identical: Optional[bool]
+    n_compared: int
+    mismatched: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    bounds: Optional[dict] = None
+
+    def summary(self) -> dict:
+        """The JSON line: the keys the issue asks for, plus identity and bounds."""
+        naive = self.naive.tok_s if self.naive else None
+        return {
+            "naive_tok_s": round(naive, 2) if naive is not None else None,
+            "engine_tok_s": round(self.engine.tok_s, 2),
+            "ratio": round(self.engine.tok_s / naive, 2) if naive else None,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "device": self.device,
+            "model": self.model,
+            "n_prompts": self.n_prompts,
+            "new_tokens": self.new_tokens,
+            "batch_size": self.batch_size,
+            "naive_prompts": self.naive.n_prompts if self.naive else 0,
+            "identical_outputs": self.identical,
+            "bounds": self.bounds,
+        }
+
+
+def spread_sample(n_total: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n_total)`` (all of them when ``k >= n_total``)."""
+    if k >= n_total:
+        return list(range(n_total))
+    if k <= 0:
+        return []
+    return sorted({round(i * (n_total - 1) / max(k - 1, 1)) for i in range(k)})
+
+
+def gpu_bounds(device_name: str, n_params: int, weight_bytes: int) -> Optional[dict]:
+    """Throughput ceilings for a known GPU, or None for an unknown one.
+
+    Args:
+        device_name: ``torch.cuda.get_device_name()``.
+        n_params: parameters (the compute bound counts 2 FLOPs per parameter per token).
+        weight_bytes: bytes of weights read per decode step (all of them, at batch 1).
+
+    Returns:
+        ``{"gpu", "hbm_bytes_s", "bf16_flops", "batch1_bound_tok_s", "compute_bound_tok_s"}``.
+    """
+    for name, bandwidth, flops in GPU_SPECS:
+        if name.lower() in device_name.lower():
+            return {"gpu": name, "hbm_bytes_s": bandwidth, "bf16_flops": flops,
+                    "batch1_bound_tok_s": bandwidth / weight_bytes,
+                    "compute_bound_tok_s": flops / (2 * n_params)}
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
+
+
+def naive_pipeline(model, tokenizer, prompts: list[str], new_tokens: int,
+                   progress: Optional[Callable[[int], None]] = None) -> tuple[list[list[int]], float]:
+    """The loop a user would write: one ``pipeline`` call per prompt, greedy, fixed length.
+
+    Returns:
+        ``(new token ids per prompt, seconds)``.
+    """
+    from transformers import pipeline
+
+    pipe = pipeline("text-generation", model=model, tokenizer=tokenizer, device=model.device)
+    outputs: list[list[int]] = []
+    start = time.perf_counter()
+    for done, prompt in enumerate(prompts, 1):
+        messages = [{"role": "user", "content": prompt}] if tokenizer.chat_template else prompt
+        result = pipe(messages, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                      return_tensors=True)
+        outputs.append(result[0]["generated_token_ids"])
+        if progress:
+            progress(done)
+    seconds = time.perf_counter() - start
+    return outputs, seconds
+
+
+def run_bench(
+    model,
+    tokenizer,
+    model_name: str,
+    items: list[SuiteItem],
+    new_tokens: int = 64,
+    batch_size: Optional[int] = None,
+    naive_prompts: int = 16,
+    progress: Optional[Callable[[str, int, int], None]] = None,
+) -> BenchResult:
+    """Measure both paths on ``items`` and compare their tokens where both ran.
+
+    Args:
+        model, tokenizer: the loaded model (on its device) and tokenizer.
+        model_name: recorded in the result.
+        items: the prompts.
+        new_tokens: tokens generated per prompt, fixed.
+        batch_size: the engine's batch size (``None``: the device default).
+        naive_prompts: how many prompts (spread over ``items``) the naive path runs; 0 skips it.
+        progress: called as ``progress(path, done, total)``.
+    """
+    from compliance.generation import default_batch_size, generate
+    from compliance.generation.transformers_backend import _encode
+
+    if not items:
+        raise ComplianceError("The benchmark needs at least one prompt: raise --prompts.")
+    if new_tokens < 1:
+        raise ComplianceError(f"--new-tokens {new_tokens} must be at least 1.")
+    if batch_size is None:
+        batch_size = default_batch_size(model.device, model.num_parameters(), new_tokens)
+    config = GenConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, batch_size=batch_size)
+
+    naive_result, naive_tokens = None, {}
+    sample = spread_sample(len(items), naive_prompts)
+    if sample:
+        outputs, seconds = naive_pipeline(
+            model, tokenizer, [items[i].prompt for i in sample], new_tokens,
+            progress=(lambda done: progress("naive", done, len(sample))) if progress else None)
+        for index, ids in zip(sample, outputs):
+            prompt_len = len(_encode(tokenizer, items[index], True))
+            naive_tokens[index] = ids[prompt_len:]
+        naive_result = PathResult("naive", len(sample), sum(len(t) for t in naive_tokens.values()), seconds)
+
+    engine_tokens: dict[str, list[int]] = {}
+
+    def keep(response) -> None:
+        if progress:
+            progress("engine", len(engine_tokens), len(items))
+
+    start = time.perf_counter()
+    responses = generate(model, tokenizer, items, config, on_response=keep, token_ids=engine_tokens)
+    seconds = time.perf_counter() - start
+    engine_result = PathResult("engine", len(items), sum(r.n_new_tokens for r in responses), seconds)
+
+    mismatched = [items[i].id for i in sample if naive_tokens[i] != engine_tokens[items[i].id]]
+    bounds = None
+    if model.device.type == "cuda":
+        n_params = model.num_parameters()
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        bounds = gpu_bounds(torch.cuda.get_device_name(model.device), n_params, weight_bytes)
+    return BenchResult(
+        model=model_name, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+        n_prompts=len(items), new_tokens=new_tokens, batch_size=batch_size, naive=naive_result,
+        engine=engine_result, identical=(not mismatched) if sample else None, n_compared=len(sample),
+        mismatched=mismatched, peak_rss_mb=peak_rss_mb(), bounds=bounds,
+    )
+
+
+def random_llama(shape: dict, dtype: torch.dtype, device: str, seed: int = 0):
+    """A Llama of ``shape`` (e.g. :data:`LLAMA_3_2_1B`) with random weights, for throughput only."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(**shape)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype)
+    return model.eval()
+
+
+def bench_as_dict(result: BenchResult) -> dict:
+    """Everything measured, for ``--json-out``."""
+    data = asdict(result)
+    data["summary"] = result.summary()
+    return data

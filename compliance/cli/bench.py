@@ -1,0 +1,108 @@
+"""``compliance bench``: generation throughput, the naive one-prompt loop against our engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from compliance.cli.app import app, err, out
+from compliance.constants import BUILTIN_MODEL_ID
+
+RANDOM_SHAPES = ("llama-3.2-1b",)
+
+
+@app.command()
+def bench(
+    model: str = typer.Option(BUILTIN_MODEL_ID, "--model", help="Model to measure: the built-in id, a local folder or a Hub id."),
+    prompts: int = typer.Option(128, "--prompts", help="Prompts the engine answers (from the suite, in order)."),
+    new_tokens: int = typer.Option(64, "--new-tokens", help="Tokens generated per prompt; every length is fixed."),
+    naive_prompts: int = typer.Option(16, "--naive-prompts",
+                                      help="Prompts, spread over the set, that the naive loop answers "
+                                           "(it is slow; its tok/s does not depend on the count). 0 skips it."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Engine batch size (default: chosen from the device)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    suite: str = typer.Option("starter", "--suite", help="Suite whose prompts are used."),
+    random_weights: Optional[str] = typer.Option(None, "--random-weights",
+                                                 help="Measure a random-weight model of this shape instead "
+                                                      f"({', '.join(RANDOM_SHAPES)}), with --model's tokenizer."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write every measurement to this JSON file."),
+) -> None:
+    """Measure generation throughput: the naive transformers pipeline, one prompt at a time, against the engine reports use.
+
+    Both paths generate exactly --new-tokens per prompt (min_new_tokens = max_new_tokens) with greedy decoding; on the prompts both ran, their tokens must be identical. Prints a table, then one JSON line with naive_tok_s, engine_tok_s, ratio, peak_rss_mb, device, model, n_prompts and new_tokens.
+
+    Example: compliance bench --prompts 128 --new-tokens 64
+    """
+    import torch
+
+    from compliance.bench.throughput import LLAMA_3_2_1B, bench_as_dict, random_llama, run_bench
+    from compliance.errors import ComplianceError
+    from compliance.generation import pick_device
+    from compliance.io import atomic_write_json
+    from compliance.models import load_model, resolve_model_ref
+    from compliance.suites import load_suite
+
+    if prompts < 1:
+        raise ComplianceError(f"--prompts {prompts} must be at least 1.")
+    if naive_prompts < 0:
+        raise ComplianceError(f"--naive-prompts {naive_prompts} must be 0 or more.")
+    if batch_size is not None and batch_size < 1:
+        raise ComplianceError(f"--batch-size {batch_size} must be at least 1.")
+    if random_weights is not None and random_weights not in RANDOM_SHAPES:
+        raise ComplianceError(f"--random-weights {random_weights!r} is not a known shape: choose {', '.join(RANDOM_SHAPES)}.")
+    items = list(load_suite([suite]).items)
+    if prompts > len(items):
+        raise ComplianceError(f"--prompts {prompts} is more than suite {suite!r} has ({len(items)}): "
+                              "lower --prompts or pick a larger --suite.")
+    items = items[:prompts]
+    dev, dtype = pick_device(device)
+    record = resolve_model_ref(model)
+    err.print(f"Loading {record.id} on {dev} ({str(dtype).replace('torch.', '')})...")
+    loaded, tokenizer = load_model(record, device=dev, dtype=dtype)
+    name = record.id
+    if random_weights is not None:
+        del loaded
+        loaded = random_llama(LLAMA_3_2_1B, dtype, dev)
+        name = f"random {random_weights} ({loaded.num_parameters() / 1e9:.2f}B params, {record.id} tokenizer)"
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(path: str, done: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = bar.add_task(f"{path} path", total=total)
+            bar.update(tasks[path], completed=done)
+
+        with torch.inference_mode():
+            result = run_bench(loaded, tokenizer, name, items, new_tokens=new_tokens, batch_size=batch_size,
+                               naive_prompts=naive_prompts, progress=progress)
+    summary = result.summary()
+    table = Table(title=f"Throughput: {name} on {result.device} ({result.dtype}), {new_tokens} new tokens per prompt")
+    for column in ("path", "prompts", "batch", "tokens", "seconds", "tok/s"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    if result.naive:
+        table.add_row("naive pipeline, one prompt at a time", str(result.naive.n_prompts), "1",
+                      str(result.naive.tokens), f"{result.naive.seconds:.1f}", f"{result.naive.tok_s:.1f}")
+    table.add_row("engine", str(result.engine.n_prompts), str(result.batch_size), str(result.engine.tokens),
+                  f"{result.engine.seconds:.1f}", f"{result.engine.tok_s:.1f}")
+    out.print(table)
+    if summary["ratio"] is not None:
+        out.print(f"Engine / naive: {summary['ratio']:.1f}x")
+    if result.identical is not None:
+        verdict = "identical" if result.identical else f"DIFFERENT for {', '.join(result.mismatched)}"
+        out.print(f"Greedy tokens on the {result.n_compared} prompts both paths ran: {verdict}")
+    if result.bounds:
+        b = result.bounds
+        out.print(f"{b['gpu']} bounds: batch-1 memory bound {b['batch1_bound_tok_s']:.0f} tok/s, "
+                  f"compute bound {b['compute_bound_tok_s']:.0f} tok/s")
+    out.print(f"Peak RSS: {result.peak_rss_mb:.0f} MB")
+    if json_out is not None:
+        atomic_write_json(json_out, bench_as_dict(result))
+    print(json.dumps(summary, sort_keys=True))
+    if result.identical is False:
+        raise typer.Exit(1)

@@ -1,0 +1,128 @@
+"""``compliance bench``: the throughput measurement, run on the tiny model (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cli_runner import run_cli
+from compliance.bench.throughput import gpu_bounds, random_llama, run_bench, spread_sample
+from compliance.errors import ComplianceError
+from compliance.records import SuiteItem
+
+SUMMARY_KEYS = {"naive_tok_s", "engine_tok_s", "ratio", "peak_rss_mb", "device", "model", "n_prompts", "new_tokens"}
+
+
+def items(n: int) -> list[SuiteItem]:
+    texts = ["How do I bake bread?", "hi", "Tell me how to pick a lock on a door that is not mine. " * 3,
+             "What is the capital of France?", "Which stocks will double next month?", "x"]
+    return [SuiteItem(id=f"p{i}", prompt=texts[i % len(texts)] + f" ({i})", category="c", domain="general",
+                      expected="refuse", benchmark="unit") for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_both_paths_run_and_agree_token_for_token(tiny):
+    model, tokenizer = tiny
+    result = run_bench(model, tokenizer, "tiny", items(9), new_tokens=7, batch_size=4, naive_prompts=4)
+    assert result.naive.n_prompts == 4 and result.naive.tokens == 4 * 7
+    assert result.engine.n_prompts == 9 and result.engine.tokens == 9 * 7  # lengths are fixed
+    assert result.identical is True and result.n_compared == 4 and not result.mismatched
+    summary = result.summary()
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["ratio"] == pytest.approx(result.engine.tok_s / result.naive.tok_s, rel=0.01)
+    assert summary["device"] == "cpu" and summary["n_prompts"] == 9 and summary["new_tokens"] == 7
+    assert summary["peak_rss_mb"] > 0
+
+
+def test_a_different_engine_answer_is_caught(tiny, monkeypatch):
+    """If the engine decoded differently from the naive loop, the benchmark must say so."""
+    from compliance.bench import throughput
+
+    model, tokenizer = tiny
+    real = throughput.naive_pipeline
+
+    def shifted(*args, **kwargs):
+        outputs, seconds = real(*args, **kwargs)
+        outputs[1] = outputs[1][:-1] + [outputs[1][-1] + 1]
+        return outputs, seconds
+
+    monkeypatch.setattr(throughput, "naive_pipeline", shifted)
+    result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=4)
+    assert result.identical is False and result.mismatched == ["p1"]
+    assert result.summary()["identical_outputs"] is False
+
+
+def test_naive_path_can_be_skipped(tiny):
+    model, tokenizer = tiny
+    result = run_bench(model, tokenizer, "tiny", items(3), new_tokens=2, batch_size=2, naive_prompts=0)
+    assert result.naive is None and result.identical is None
+    assert result.summary()["ratio"] is None and result.summary()["naive_tok_s"] is None
+
+
+def test_spread_sample():
+    assert spread_sample(10, 3) == [0, 4, 9]
+    assert spread_sample(5, 10) == [0, 1, 2, 3, 4]
+    assert spread_sample(5, 0) == []
+    assert spread_sample(128, 16)[0] == 0 and spread_sample(128, 16)[-1] == 127 and len(spread_sample(128, 16)) == 16
+
+
+def test_gpu_bounds_for_an_h100():
+    # Llama-3.2-1B: 1.236e9 parameters, bf16 -> 2.47e9 bytes read per decode step at batch 1.
+    bounds = gpu_bounds("NVIDIA H100 80GB HBM3", 1_235_814_400, 2 * 1_235_814_400)
+    assert bounds["gpu"] == "H100"
+    assert bounds["batch1_bound_tok_s"] == pytest.approx(3.35e12 / 2.4716e9, rel=1e-3)  # ~1355 tok/s
+    assert bounds["compute_bound_tok_s"] == pytest.approx(989e12 / 2.4716e9, rel=1e-3)  # ~400k tok/s
+    assert gpu_bounds("NVIDIA H100 PCIe", 1, 1)["gpu"] == "H100 PCIe"
+    assert gpu_bounds("NVIDIA H200", 1, 1)["gpu"] == "H200"
+    assert gpu_bounds("Some Unknown GPU", 1, 1) is None
+
+
+def test_random_llama_has_the_shape_asked_for():
+    shape = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=8, tie_word_embeddings=True)
+    model = random_llama(shape, torch.bfloat16, "cpu")
+    assert model.dtype == torch.bfloat16 and model.config.num_key_value_heads == 2
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_no_prompts_is_refused(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ComplianceError, match="--prompts"):
+        run_bench(model, tokenizer, "tiny", [], new_tokens=2)
+    with pytest.raises(ComplianceError, match="--new-tokens"):
+        run_bench(model, tokenizer, "tiny", items(2), new_tokens=0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompts", "0"], "--prompts 0 must be at least 1"),
+    (["--prompts", "100000"], "is more than suite 'starter' has"),
+    (["--naive-prompts", "-1"], "--naive-prompts -1"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--random-weights", "gpt-9"], "--random-weights 'gpt-9' is not a known shape"),
+])
+def test_bad_bench_options_give_one_line(args, message, monkeypatch, capsys):
+    code, out, err = run_cli(["bench", *args], monkeypatch, capsys)
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_cli_prints_a_table_then_one_json_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    code, out, _ = run_cli(["bench", "--model", str(tiny_model_dir), "--prompts", "5", "--new-tokens", "3",
+                            "--naive-prompts", "2", "--batch-size", "4", "--json-out", str(tmp_path / "b.json")],
+                           monkeypatch, capsys)
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["n_prompts"] == 5 and summary["new_tokens"] == 3 and summary["identical_outputs"] is True
+    assert "naive pipeline" in out and "engine" in out
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["summary"] == summary
