@@ -109,13 +109,13 @@ def _generator(backend: str, record: ModelRecord, config: GenConfig, device: Opt
                                                trust_remote_code=trust_remote_code),
             run=lambda llm, items, cfg, keep: vllm_backend.generate(llm, items, cfg, on_response=keep),
             release=vllm_backend.release)
-    from compliance.generation import BACKEND_NAME, backend_version, default_batch_size, generate
+    from compliance.generation import BACKEND_NAME, backend_version, batch_size_for, generate
     from compliance.models import load_model
 
     def run(handle, items, cfg, keep):
         model, tokenizer = handle
         if cfg.batch_size is None:
-            cfg = replace(cfg, batch_size=default_batch_size(dev, model.num_parameters(), cfg.max_new_tokens))
+            cfg = replace(cfg, batch_size=batch_size_for(model, cfg.max_new_tokens))
         return generate(model, tokenizer, items, cfg, on_response=keep)
 
     return _Generator(

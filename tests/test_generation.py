@@ -108,9 +108,12 @@ def test_order_callbacks_and_progress(tiny):
 def test_batch_size_none_uses_the_device_default(tiny):
     model, tokenizer = tiny
     progress = []
-    items = make_items([f"Question number {i}?" for i in range(40)])
+    from compliance.generation import batch_size_for
+
+    width = batch_size_for(model, 2)
+    items = make_items([f"Question number {i}?" for i in range(width + 8)])
     generate(model, tokenizer, items, GenConfig(max_new_tokens=2, batch_size=None), progress=progress.append)
-    assert progress == [32, 40]  # CPU default: 32 a batch
+    assert progress == [width, width + 8]
 
 
 def test_length_limit_gives_finish_reason_length(tiny):
@@ -216,8 +219,17 @@ def test_pick_device_on_this_machine():
 
 
 def test_default_batch_size():
-    assert default_batch_size("cpu", 135_000_000, 64) == 32
-    assert default_batch_size(torch.device("cpu"), 7_000_000_000, 512) == 32
+    from compliance.generation.device import CPU_BATCH_SIZE
+
+    # CPU: capped at CPU_BATCH_SIZE, lowered when RAM is short. SmolLM2-135M in fp32 keeps
+    # 46,080 bytes of KV per token: 320 tokens = 14.7 MB a sequence; half of 24 GB fits far more than the cap.
+    assert default_batch_size("cpu", 135_000_000, 64, free_memory_bytes=24 * 2**30, kv_bytes_per_token=46_080) == CPU_BATCH_SIZE
+    # Half of 400 MB / 14.7 MB = 13 sequences.
+    assert default_batch_size(torch.device("cpu"), 135_000_000, 64, free_memory_bytes=400_000_000,
+                              kv_bytes_per_token=46_080) == 13
+    # 7B, estimated from parameters on a small machine: 700 kB x (256 + 512) tokens = 538 MB a sequence.
+    assert default_batch_size("cpu", 7_000_000_000, 512, free_memory_bytes=8 * 2**30) == 7
+    assert 1 <= default_batch_size("cpu", 135_000_000, 64) <= CPU_BATCH_SIZE  # this machine's RAM
     # 7B: 700 kB of KV per token x (256 + 64) tokens = 224 MB a sequence; half of 80 GB / 224 MB = 178.
     assert default_batch_size("cuda", 7_000_000_000, 64, free_memory_bytes=80_000_000_000) == 178
     assert default_batch_size("cuda:1", 7_000_000_000, 64, free_memory_bytes=10**8) == 1
@@ -226,6 +238,22 @@ def test_default_batch_size():
     assert default_batch_size("cuda", 1_000_000_000, 1024, free_memory_bytes=40 * 2**30) < default_batch_size(
         "cuda", 1_000_000_000, 64, free_memory_bytes=40 * 2**30
     )
+
+
+def test_kv_cache_size_comes_from_the_config(tiny):
+    from types import SimpleNamespace
+
+    from compliance.generation import batch_size_for
+    from compliance.generation.device import kv_cache_bytes_per_token
+
+    smollm2 = SimpleNamespace(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576)
+    assert kv_cache_bytes_per_token(smollm2, 4) == 46_080
+    llama_1b = SimpleNamespace(num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, head_dim=64,
+                               hidden_size=2048)
+    assert kv_cache_bytes_per_token(llama_1b, 2) == 32_768
+    assert kv_cache_bytes_per_token(SimpleNamespace(hidden_size=8), 4) is None
+    model, _ = tiny
+    assert 1 <= batch_size_for(model, 16) <= 128
 
 
 # --- the decode loop (engine) ---------------------------------------------------------------

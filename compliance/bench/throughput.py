@@ -180,7 +180,7 @@ def run_bench(
         naive_prompts: how many prompts (spread over ``items``) the naive path runs; 0 skips it.
         progress: called as ``progress(path, done, total)``.
     """
-    from compliance.generation import default_batch_size, generate
+    from compliance.generation import batch_size_for, generate
     from compliance.generation.transformers_backend import _encode
 
     if not items:
@@ -188,7 +188,7 @@ def run_bench(
     if new_tokens < 1:
         raise ComplianceError(f"--new-tokens {new_tokens} must be at least 1.")
     if batch_size is None:
-        batch_size = default_batch_size(model.device, model.num_parameters(), new_tokens)
+        batch_size = batch_size_for(model, new_tokens)
     config = GenConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, batch_size=batch_size)
 
     naive_result, naive_tokens = None, {}

@@ -6,12 +6,13 @@ choose where and how wide to run; :func:`generate` does the work with transforme
 each response to a callback as it is produced, so callers can persist it at once.
 """
 
-from compliance.generation.device import choose_device, default_batch_size, pick_device
+from compliance.generation.device import batch_size_for, choose_device, default_batch_size, pick_device
 from compliance.generation.transformers_backend import BACKEND_NAME, backend_version, generate
 
 __all__ = [
     "BACKEND_NAME",
     "backend_version",
+    "batch_size_for",
     "choose_device",
     "default_batch_size",
     "generate",

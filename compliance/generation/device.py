@@ -16,9 +16,10 @@ from compliance.errors import ComplianceError
 #: Devices a user may ask for; ``None`` means "the best one available".
 DEVICE_CHOICES = ("cpu", "cuda")
 
-#: Prompts per batch on CPU: throughput keeps rising to about 32 (measured on 2 cores,
-#: SmolLM2-135M, 128 prompts x 64 tokens: 67 tok/s at 16, 91 tok/s at 32).
-CPU_BATCH_SIZE = 32
+#: Most prompts per batch on CPU. Wider batches keep the matrix units busier (SmolLM2-135M, one
+#: decode step, one thread: 82 tok/s at 32 rows, 145 tok/s at 128); memory can lower it (see
+#: :func:`default_batch_size`).
+CPU_BATCH_SIZE = 128
 
 #: Bounds for the CUDA rule.
 MIN_BATCH_SIZE = 1
@@ -83,36 +84,67 @@ def pick_device(prefer: Optional[str] = None) -> tuple[str, torch.dtype]:
     return choose_device(cuda, bf16, prefer)
 
 
+def kv_cache_bytes_per_token(config, dtype_bytes: int) -> Optional[int]:
+    """Exact KV-cache bytes per token from a transformers model config, or None when it lacks the fields.
+
+    Keys and values, every layer, every key-value head: ``2 * layers * kv_heads * head_dim * dtype_bytes``
+    (SmolLM2-135M in fp32: 2 x 30 x 3 x 64 x 4 = 46,080 bytes).
+    """
+    try:
+        layers = int(config.num_hidden_layers)
+        heads = int(config.num_attention_heads)
+        kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+
 def default_batch_size(
     device: str | torch.device,
     n_params: int,
     max_new_tokens: int,
     free_memory_bytes: Optional[int] = None,
+    kv_bytes_per_token: Optional[int] = None,
 ) -> int:
     """How many prompts to generate at once when the user does not say.
 
-    The rule:
-
-    - CPU (any non-CUDA device): :data:`CPU_BATCH_SIZE` (32).
-    - CUDA: half the free GPU memory (after the model is loaded) divided by one sequence's
-      estimated KV cache, ``KV_BYTES_PER_TOKEN_PER_PARAM * n_params`` bytes per token times
-      ``ASSUMED_PROMPT_TOKENS + max_new_tokens`` tokens, clamped to [1, 256].
+    The rule: half the free memory (GPU memory on CUDA, available RAM on CPU, after the model is
+    loaded) divided by one sequence's KV cache, ``ASSUMED_PROMPT_TOKENS + max_new_tokens`` tokens
+    of ``kv_bytes_per_token`` each (when unknown, ``KV_BYTES_PER_TOKEN_PER_PARAM * n_params``),
+    clamped to [1, :data:`MAX_BATCH_SIZE`] on CUDA and [1, :data:`CPU_BATCH_SIZE`] on CPU.
 
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`.
         n_params: number of model parameters.
         max_new_tokens: tokens generated per prompt.
-        free_memory_bytes: free GPU memory; asked from torch when ``None`` on CUDA.
+        free_memory_bytes: free memory; asked from torch (CUDA) or /proc/meminfo (CPU) when ``None``.
+            On CPU with nothing known, the memory limit is not applied.
+        kv_bytes_per_token: the model's exact KV-cache size per token (see
+            :func:`kv_cache_bytes_per_token`).
 
     Returns:
         A batch size of at least 1.
     """
     device = torch.device(device)
-    if device.type != "cuda":
-        return CPU_BATCH_SIZE
+    cap = MAX_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
     if free_memory_bytes is None:
-        free_memory_bytes, _total = torch.cuda.mem_get_info(device)
-    kv_bytes_per_token = max(KV_BYTES_PER_TOKEN_PER_PARAM * n_params, 1.0)
-    per_sequence = kv_bytes_per_token * (ASSUMED_PROMPT_TOKENS + max_new_tokens)
+        if device.type == "cuda":
+            free_memory_bytes, _total = torch.cuda.mem_get_info(device)
+        else:
+            from compliance.models.memory import available_bytes
+
+            free_memory_bytes = available_bytes("cpu")
+            if free_memory_bytes is None:
+                return cap
+    per_token = kv_bytes_per_token or max(KV_BYTES_PER_TOKEN_PER_PARAM * n_params, 1.0)
+    per_sequence = per_token * (ASSUMED_PROMPT_TOKENS + max_new_tokens)
     fits = int(KV_MEMORY_FRACTION * free_memory_bytes // per_sequence)
-    return max(MIN_BATCH_SIZE, min(MAX_BATCH_SIZE, fits))
+    return max(MIN_BATCH_SIZE, min(cap, fits))
+
+
+def batch_size_for(model, max_new_tokens: int) -> int:
+    """:func:`default_batch_size` for a loaded transformers model, with its exact KV-cache size."""
+    dtype_bytes = torch.tensor([], dtype=model.dtype).element_size()
+    return default_batch_size(model.device, model.num_parameters(), max_new_tokens,
+                              kv_bytes_per_token=kv_cache_bytes_per_token(model.config, dtype_bytes))

@@ -15,7 +15,7 @@ import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compliance.errors import ComplianceError
-from compliance.generation.device import default_batch_size
+from compliance.generation.device import batch_size_for
 from compliance.generation.engine import ENGINE_VERSION, RowResult, decode_batch
 from compliance.records import GenConfig, Response, SuiteItem
 
@@ -44,7 +44,7 @@ def generate(
             and the tokenizer has one, otherwise the raw prompt is encoded.
         items: the prompts.
         config: decoding settings (``max_new_tokens``, ``batch_size``, ``seed``...); a
-            ``batch_size`` of ``None`` is chosen by :func:`default_batch_size`.
+            ``batch_size`` of ``None`` is chosen by :func:`~compliance.generation.device.batch_size_for`.
         on_response: called with each response as soon as its batch finishes, so callers
             can persist it before the next batch starts.
         progress: called with the number of items done after each batch.
@@ -66,7 +66,7 @@ def generate(
     stop_check = _stop_check(tokenizer, config.stop) if config.stop else None
     batch_size = config.batch_size
     if batch_size is None:
-        batch_size = default_batch_size(model.device, model.num_parameters(), config.max_new_tokens)
+        batch_size = batch_size_for(model, config.max_new_tokens)
 
     # Stable sort: equal-length prompts keep their relative order, so batches are reproducible.
     order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
