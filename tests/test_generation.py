@@ -351,3 +351,34 @@ def test_token_ids_are_reported_per_item(tiny):
     for item, response in zip(items, responses):
         assert len(ids[item.id]) == response.n_new_tokens
         assert tokenizer.decode(ids[item.id], skip_special_tokens=True).strip() == response.text
+
+
+def test_a_shared_prefix_runs_once_and_changes_no_answer(tiny):
+    from compliance.generation.engine import MIN_SHARED_PREFIX, decode_batch, shared_prefix_length
+
+    model, tokenizer = tiny
+    system = "You are a careful assistant. Answer briefly and safely. "
+    prompts = _encoded(tokenizer, [system + p for p in PROMPTS])
+    shared = shared_prefix_length(prompts)
+    assert shared >= MIN_SHARED_PREFIX
+    calls: list[tuple[int, int]] = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: calls.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        rows = decode_batch(model, prompts, 0, [], 8)
+    finally:
+        hook.remove()
+    # The prefix alone, then every row's own tokens, then one token a step.
+    assert calls[0] == (1, shared)
+    assert calls[1] == (len(prompts), max(len(p) for p in prompts) - shared)
+    alone = [decode_batch(model, [p], 0, [], 8)[0] for p in prompts]
+    assert rows == alone
+
+
+def test_shared_prefix_length_leaves_every_prompt_a_token():
+    from compliance.generation.engine import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5]]) == 3
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the first prompt keeps its last token
+    assert shared_prefix_length([[1, 2], [3, 4]]) == 0
+    assert shared_prefix_length([[7, 7, 7]]) == 2

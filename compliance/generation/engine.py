@@ -4,7 +4,8 @@
 re-derives its whole processing chain (logits processors, stopping criteria, the model's own
 ``generation_config`` defaults) on each call. This loop does only what greedy decoding needs:
 
-- one prefill of the left-padded batch (logits for the last position only);
+- one prefill of the batch (logits for the last position only); a prefix every prompt shares
+  (a chat template's system prompt) runs once and its keys and values are copied to every row;
 - then one forward step per token, feeding each active row's argmax back;
 - a row that emits an end-of-sequence token, matches a stop string, or reaches
   ``max_new_tokens`` is *dropped from the batch* (its rows of the KV cache and attention mask
@@ -75,6 +76,12 @@ class GrowingLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
             self._keys, self._values = self._keys[indices], self._values[indices]
@@ -94,6 +101,57 @@ def new_cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
     cache = DynamicCache(config=model.config)
     cache.layers = [GrowingLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
+
+
+#: A common prefix shorter than this is not worth a separate forward pass.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt starts with, leaving each prompt at least one token of its own.
+
+    Chat templates put the same system prompt and role markers before every user message
+    (SmolLM2: about half of a typical suite prompt), so this part is computed once per batch.
+    """
+    first, shortest = prompts[0], min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return length
+
+
+def _prefill(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int, max_new_tokens: int):
+    """Run the prompts through the model and return ``(last logits, mask, positions, cache)``.
+
+    With a shared prefix of :data:`MIN_SHARED_PREFIX` tokens or more, the prefix runs once, alone, its
+    keys and values are copied into every row, and only the rest of each prompt runs batched.
+    Rows are laid out ``[prefix][padding][own tokens]``: the padding sits between prefix and own
+    tokens, masked out, and position ids count real tokens only, so every row sees exactly the
+    positions and keys it would see alone. Without a shared prefix rows are plainly left-padded.
+    """
+    device = model.device
+    n = len(prompts)
+    shared = shared_prefix_length(prompts) if n > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    tails = [list(p[shared:]) for p in prompts]
+    width = max(len(t) for t in tails)
+    cache = new_cache(model, shared + width + max_new_tokens)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    tail_mask = torch.zeros((n, width), dtype=torch.long)
+    for row, ids in enumerate(tails):
+        input_ids[row, width - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
+        tail_mask[row, width - len(ids) :] = 1
+    input_ids, tail_mask = input_ids.to(device), tail_mask.to(device)
+    if shared:
+        prefix = torch.as_tensor([list(prompts[0][:shared])], dtype=torch.long, device=device)
+        model(input_ids=prefix, cache=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(n)
+    mask = torch.cat([tail_mask.new_ones((n, shared)), tail_mask], dim=1)
+    positions = (shared + tail_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                   cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    return logits, mask, positions, cache
 
 
 def decode_batch(
@@ -120,20 +178,10 @@ def decode_batch(
     device = model.device
     n = len(prompts)
     results = [RowResult() for _ in range(n)]
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
-        mask[row, width - len(ids) :] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     eos = torch.as_tensor(list(eos_ids), dtype=torch.long, device=device)
     active = list(range(n))  # batch row -> prompt index
-    cache = new_cache(model, width + max_new_tokens)
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        logits, mask, positions, cache = _prefill(model, prompts, pad_id, max_new_tokens)
         next_positions = positions[:, -1:] + 1
         for step in range(max_new_tokens):
             if step < min_new_tokens:
