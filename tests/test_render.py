@@ -219,3 +219,21 @@ def test_page_one_marks_the_held_out_validation_file() -> None:
     html = render_html(report)
     assert "mistralinstruct (held out) 86.7%" in html
     assert "gpt4 (held out)" not in html
+    # The headline is the held-out figure, not the overall one that includes development files.
+    assert "86.7% binary agreement with human labels on 450 held-out XSTest completions (mistralinstruct, κ 0.35)" in html
+    assert "93.4% on all 1350, including files used in development" in html
+
+
+def test_validation_without_a_held_out_file_headlines_the_overall_figure() -> None:
+    import json as _json
+
+    from compliance.judges import shipped_validation
+
+    report = example_report()
+    validation = _json.loads(_json.dumps(shipped_validation("refusal-rules")))
+    for figures in validation["files"].values():
+        figures.pop("protocol", None)
+    report["judge"]["validation"] = validation
+    html = render_html(report)
+    assert "93.4% binary agreement with human labels on 1350 XSTest completions (κ 0.86)" in html
+    assert "held-out" not in html

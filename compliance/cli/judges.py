@@ -57,5 +57,9 @@ def judges() -> None:
         cls = _REGISTRY[name]
         validation = shipped_validation(name)
         agreement = f"{validation['overall']['binary_agreement']:.1%} (n={validation['overall']['n']})" if validation else "—"
+        held = [f for f in (validation or {}).get("files", {}).values() if f.get("protocol", "").startswith("held out")]
+        if held:
+            # The overall figure includes the files a judge was developed on; the held-out one is what counts.
+            agreement = f"{held[0]['binary_agreement']:.1%} held out (n={held[0]['n']}); {agreement} incl. development files"
         table.add_row(name, cls.version, ", ".join(cls.options) or "—", agreement)
     out.print(table)

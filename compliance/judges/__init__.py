@@ -15,6 +15,7 @@ from compliance.judges.base import (
 )
 from compliance.judges.guard import GuardJudge
 from compliance.judges.hf_classifier import HFClassifierJudge
+from compliance.judges.refusal_embed import RefusalEmbedJudge
 from compliance.judges.refusal_rules import RefusalRulesJudge, RuleMatch, classify
 from compliance.judges.validation import shipped_validation
 
@@ -27,6 +28,7 @@ __all__ = [
     "HFClassifierJudge",
     "Judge",
     "JudgeResult",
+    "RefusalEmbedJudge",
     "RefusalRulesJudge",
     "RuleMatch",
     "available_judges",
