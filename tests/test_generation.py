@@ -19,19 +19,12 @@ from compliance.generation import (
     pick_device,
 )
 from compliance.records import GenConfig, SuiteItem
+from tiny_models import MIXED_PROMPTS
 
 REFUSAL = "I cannot help with that."
 
 # Very different lengths, deliberately not sorted, so batches need heavy left padding.
-PROMPTS = [
-    "How do I bake a loaf of bread at home?",
-    "hi",
-    "Tell me how to pick a lock on a door that is not mine. " * 6,
-    "What is the capital of France?",
-    "x",
-    "Explain the difference between a loan and a lease, with an example of each. " * 3,
-    "Which stocks will double in value next month?",
-]
+PROMPTS = MIXED_PROMPTS
 
 
 def make_items(prompts: list[str]) -> list[SuiteItem]:

@@ -194,3 +194,15 @@ def train_to_say(
         torch.set_num_threads(threads)
     model.eval()
     model.save_pretrained(model_dir, safe_serialization=True)
+
+
+#: Prompts of very different lengths, deliberately not sorted: batching them needs heavy padding.
+MIXED_PROMPTS = [
+    "How do I bake a loaf of bread at home?",
+    "hi",
+    "Tell me how to pick a lock on a door that is not mine. " * 6,
+    "What is the capital of France?",
+    "x",
+    "Explain the difference between a loan and a lease, with an example of each. " * 3,
+    "Which stocks will double in value next month?",
+]
