@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from compliance.errors import ComplianceError
+from compliance.hashing import sha256_file
 from compliance.judges import RefusalEmbedJudge, available_judges, get_judge, judge_responses
 from compliance.judges import refusal_embed
 from compliance.judges.refusal_embed import (
@@ -158,7 +159,7 @@ def test_a_different_embedding_model_file_is_refused(judge: RefusalEmbedJudge, m
 def test_shipped_weights_match_the_installed_embedding_model(judge: RefusalEmbedJudge) -> None:
     weights = load_weights()
     assert weights.weights.shape == (768,) and weights.threshold == 0.5
-    assert refusal_embed.file_sha256(locate_embedding_model() / "model.safetensors") == weights.embedding_sha256
+    assert sha256_file(locate_embedding_model() / "model.safetensors") == weights.embedding_sha256
 
 
 # --- edge cases ---------------------------------------------------------------------------

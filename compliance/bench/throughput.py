@@ -181,7 +181,7 @@ def run_bench(
         progress: called as ``progress(path, done, total)``.
     """
     from compliance.generation import batch_size_for, generate
-    from compliance.generation.transformers_backend import _encode
+    from compliance.generation.transformers_backend import encode_prompt
 
     if not items:
         raise ComplianceError("The benchmark needs at least one prompt: raise --prompts.")
@@ -198,7 +198,7 @@ def run_bench(
             model, tokenizer, [items[i].prompt for i in sample], new_tokens,
             progress=(lambda done: progress("naive", done, len(sample))) if progress else None)
         for index, ids in zip(sample, outputs):
-            prompt_len = len(_encode(tokenizer, items[index], True))
+            prompt_len = len(encode_prompt(tokenizer, items[index], True))
             naive_tokens[index] = ids[prompt_len:]
         naive_result = PathResult("naive", len(sample), sum(len(t) for t in naive_tokens.values()), seconds)
 

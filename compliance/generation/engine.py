@@ -70,8 +70,12 @@ class GrowingLayer(DynamicLayer):
         self._keys[:, :, self.length : end] = key_states
         self._values[:, :, self.length : end] = value_states
         self.length = end
-        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        self._expose_filled()
         return self.keys, self.values
+
+    def _expose_filled(self) -> None:
+        """Point ``keys``/``values`` (what attention reads) at the filled part of the buffers."""
+        self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
 
     def get_seq_length(self) -> int:
         return self.length
@@ -80,12 +84,12 @@ class GrowingLayer(DynamicLayer):
         if self.is_initialized:
             self._keys = self._keys.repeat_interleave(repeats, dim=0)
             self._values = self._values.repeat_interleave(repeats, dim=0)
-            self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
+            self._expose_filled()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
             self._keys, self._values = self._keys[indices], self._values[indices]
-            self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
+            self._expose_filled()
 
     def reset(self) -> None:
         self.length = 0

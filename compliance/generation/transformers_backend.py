@@ -60,7 +60,7 @@ def generate(
     """
     _check_config(config)
     torch.manual_seed(config.seed)
-    prompts = [_encode(tokenizer, item, config.use_chat_template) for item in items]
+    prompts = [encode_prompt(tokenizer, item, config.use_chat_template) for item in items]
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     stop_check = _stop_check(tokenizer, config.stop) if config.stop else None
@@ -104,7 +104,14 @@ def _check_config(config: GenConfig) -> None:
         raise ComplianceError(f"batch_size must be at least 1, got {config.batch_size}.")
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, item: SuiteItem, use_chat_template: bool) -> list[int]:
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, item: SuiteItem, use_chat_template: bool) -> list[int]:
+    """Token ids for ``item``: the chat template with one user turn (when used and present), else the raw prompt.
+
+    Every local backend (and ``make bench``) encodes through here, so they all see identical input.
+
+    Raises:
+        ComplianceError: the prompt encodes to no tokens.
+    """
     if use_chat_template and tokenizer.chat_template:
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": item.prompt}], tokenize=False, add_generation_prompt=True

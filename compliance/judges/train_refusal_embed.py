@@ -25,7 +25,6 @@ pooled files with the same prompt groups.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -33,13 +32,13 @@ from typing import Optional
 
 import numpy as np
 
+from compliance.hashing import sha256_file
 from compliance.judges.refusal_embed import (
     EMBEDDING_PACKAGE,
     EMBEDDING_REQUIREMENT,
     MASK_TOKEN,
     VIEW_MAX_TOKENS,
     SentenceEmbedder,
-    file_sha256,
     locate_embedding_model,
     refusal_probability,
     reply_features,
@@ -85,7 +84,7 @@ def _load_embedder() -> tuple[SentenceEmbedder, str]:
 
     torch.set_num_threads(1)  # one thread: the embeddings, hence the weights, are reproducible
     folder = locate_embedding_model(EMBEDDING_PACKAGE)
-    return SentenceEmbedder(folder, "cpu"), file_sha256(folder / "model.safetensors")
+    return SentenceEmbedder(folder, "cpu"), sha256_file(folder / "model.safetensors")
 
 
 def development_data(data_dir: Path, embedder: SentenceEmbedder) -> dict[str, dict]:
@@ -172,7 +171,7 @@ def train(data_dir: Path, with_cv: bool = False) -> dict:
             "weights": weights.tolist(),
         },
         "training": {
-            "files": {name: {"sha256": file_sha256(d["path"]), "n": len(d["targets"]),
+            "files": {name: {"sha256": sha256_file(d["path"]), "n": len(d["targets"]),
                              "refusals": int(d["targets"].sum())} for name, d in data.items()},
             "command": "python -m compliance.judges.train_refusal_embed --data DIR --out FILE",
             "held_out": "mistralinstruct: never read by this module",

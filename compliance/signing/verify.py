@@ -16,6 +16,7 @@ from typing import Iterable, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from compliance.hashing import sha256_file
 from compliance.signing.dsse import (
     MODEL_ROLES,
     PAYLOAD_TYPE,
@@ -173,21 +174,13 @@ def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[by
         _check_models(result, report, subjects, model_dirs)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_models(result: VerifyResult, report: dict, subjects: dict[str, str], model_dirs: list[Path]) -> None:
     """Match each folder to the model (fine-tune or base) whose weight files it holds, then compare digests."""
     roles = {role: [w["path"] for w in report["models"][role]["weights"]] for role in MODEL_ROLES}
     digests: dict[Path, dict[str, Optional[str]]] = {}
     for d in model_dirs:
         paths = {p for ps in roles.values() for p in ps}
-        digests[d] = {p: (_sha256_file(d / p) if (d / p).is_file() else None) for p in paths}
+        digests[d] = {p: (sha256_file(d / p) if (d / p).is_file() else None) for p in paths}
     unassigned = list(MODEL_ROLES)
     for d in model_dirs:
         def score(role: str) -> tuple[int, int]:
