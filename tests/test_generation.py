@@ -270,8 +270,10 @@ def test_finished_rows_leave_the_batch_and_answers_match_running_alone(tiny):
     assert 0 < len(ending) < len(prompts)
 
     widths: list[int] = []
-    hook = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]),
-                                           with_kwargs=True)
+    # Rows per decode step (one new token per row); prefill runs in groups of similar length.
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]) if kw["input_ids"].shape[1] == 1 else None,
+        with_kwargs=True)
     try:
         rows = decode_batch(model, prompts, 0, [end], 10)
     finally:
@@ -347,7 +349,8 @@ def test_token_ids_are_reported_per_item(tiny):
 
 
 def test_a_shared_prefix_runs_once_and_changes_no_answer(tiny):
-    from compliance.generation.engine import MIN_SHARED_PREFIX, decode_batch, shared_prefix_length
+    from compliance.generation.engine import (MIN_SHARED_PREFIX, PREFILL_TOKENS, decode_batch, prefill_groups,
+                                              shared_prefix_length)
 
     model, tokenizer = tiny
     system = "You are a careful assistant. Answer briefly and safely. "
@@ -355,17 +358,33 @@ def test_a_shared_prefix_runs_once_and_changes_no_answer(tiny):
     shared = shared_prefix_length(prompts)
     assert shared >= MIN_SHARED_PREFIX
     calls: list[tuple[int, int]] = []
-    hook = model.register_forward_pre_hook(lambda _m, _a, kw: calls.append(tuple(kw["input_ids"].shape)),
+    hook = model.get_decoder().register_forward_pre_hook(lambda _m, _a, kw: calls.append(tuple(kw["input_ids"].shape)),
                                            with_kwargs=True)
     try:
         rows = decode_batch(model, prompts, 0, [], 8)
     finally:
         hook.remove()
-    # The prefix alone, then every row's own tokens, then one token a step.
+    # The prefix alone, then every row's own tokens in groups of similar length, then one token a step.
     assert calls[0] == (1, shared)
-    assert calls[1] == (len(prompts), max(len(p) for p in prompts) - shared)
+    tails = sorted(len(p) - shared for p in prompts)
+    groups = prefill_groups(tails, PREFILL_TOKENS["cpu"])
+    assert len(groups) > 1  # so the groups' keys and values are copied into one cache
+    assert calls[1 : 1 + len(groups)] == [(len(g), tails[g.stop - 1]) for g in groups]
+    assert all(width == 1 for _rows, width in calls[1 + len(groups) :])
     alone = [decode_batch(model, [p], 0, [], 8)[0] for p in prompts]
     assert rows == alone
+
+
+def test_prefill_groups_pad_little_and_cover_every_row_once():
+    from compliance.generation.engine import prefill_groups
+
+    assert prefill_groups([3, 3, 4, 10, 10], 12) == [range(0, 3), range(3, 4), range(4, 5)]
+    assert prefill_groups([50], 12) == [range(0, 1)]  # longer than the budget: a group of its own
+    assert prefill_groups([2] * 8, 1000) == [range(0, 8)]
+    lengths = sorted([5, 9, 9, 12, 30, 31, 31, 64, 80, 80])
+    groups = prefill_groups(lengths, 100)
+    assert [r for g in groups for r in g] == list(range(len(lengths)))
+    assert all(len(g) == 1 or len(g) * lengths[g.stop - 1] <= 100 for g in groups)
 
 
 def test_shared_prefix_length_leaves_every_prompt_a_token():
@@ -375,3 +394,82 @@ def test_shared_prefix_length_leaves_every_prompt_a_token():
     assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the first prompt keeps its last token
     assert shared_prefix_length([[1, 2], [3, 4]]) == 0
     assert shared_prefix_length([[7, 7, 7]]) == 2
+
+
+def test_static_decode_gives_the_dynamic_loops_tokens(tiny):
+    """The fixed-shape step (what a CUDA graph replays) decodes exactly like the growing cache,
+    across a view boundary (more than VIEW_BLOCK steps), with a shared prefix and rows ending early."""
+    from compliance.generation.engine import VIEW_BLOCK, decode_batch
+
+    model, tokenizer = tiny
+    system = "You are a careful assistant. Answer briefly and safely. "
+    prompts = _encoded(tokenizer, [system + p for p in PROMPTS])
+    steps = VIEW_BLOCK + 6
+    free = decode_batch(model, prompts, 0, [], steps, mode="dynamic")
+    assert free == decode_batch(model, prompts, 0, [], steps, mode="static")
+    end = free[0].tokens[2]
+    ending = decode_batch(model, prompts, 0, [end], steps, mode="dynamic")
+    assert any(r.finish_reason == "eos" for r in ending) and any(r.finish_reason == "length" for r in ending)
+    assert ending == decode_batch(model, prompts, 0, [end], steps, mode="static")
+    held = decode_batch(model, prompts, 0, [end], 12, min_new_tokens=12, mode="static")
+    assert held == decode_batch(model, prompts, 0, [end], 12, min_new_tokens=12, mode="dynamic")
+    assert all(len(r.tokens) == 12 for r in held)
+
+
+def test_static_decode_keeps_finished_rows_until_half_have_finished(tiny):
+    """A captured graph has fixed shapes, so finished rows leave only once at most half the rows are live."""
+    from compliance.generation.engine import decode_batch
+
+    model, tokenizer = tiny
+    prompts = _encoded(tokenizer, PROMPTS)
+    free = decode_batch(model, prompts, 0, [], 10)
+    end = free[0].tokens[2]
+    ending = sum(end in r.tokens for r in free)
+    widths: list[int] = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]) if kw["input_ids"].shape[1] == 1 else None,
+        with_kwargs=True)
+    try:
+        decode_batch(model, prompts, 0, [end], 10, mode="static")
+    finally:
+        hook.remove()
+    live = len(prompts) - ending
+    expected = len(prompts) if live > len(prompts) // 2 else live
+    assert widths[0] == len(prompts) and widths[-1] == expected
+
+
+def test_decode_mode_defaults_to_cuda_graphs_on_a_gpu_only():
+    from compliance.generation.engine import pick_mode
+
+    assert pick_mode("auto", torch.device("cpu")) == "dynamic"
+    assert pick_mode("auto", torch.device("cuda", 0)) == "graph"
+    assert pick_mode("static", torch.device("cpu")) == "static"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        pick_mode("graph", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown decode mode"):
+        pick_mode("fast", torch.device("cpu"))
+
+
+def test_sliced_head_picks_what_the_full_logits_pick(tiny, monkeypatch):
+    """On CPU the LM head runs a slice of the vocabulary at a time; the greedy pick must not change,
+    with end tokens suppressed, and on exact ties the lower id wins as with argmax."""
+    from compliance.generation import engine
+
+    model, _tokenizer = tiny
+    step = engine.LastStep(model)
+    assert step.sliced and not engine.LastStep(model, sliced=False).sliced
+    monkeypatch.setattr(engine, "HEAD_SLICE", 7)
+    torch.manual_seed(0)
+    hidden = torch.randn(6, model.config.hidden_size)
+    with torch.no_grad():
+        logits = model.get_output_embeddings()(hidden)
+    assert torch.equal(step.pick(hidden), logits.argmax(dim=-1))
+    banned = sorted(set(logits.argmax(dim=-1).tolist()))
+    expected = logits.index_fill(1, torch.tensor(banned), float("-inf")).argmax(dim=-1)
+    assert torch.equal(step.pick(hidden, banned), expected)
+    # Exact ties (small integers are exact in fp32): every row of the head appears twice.
+    vocab = model.config.vocab_size
+    weight = torch.randint(-3, 4, (vocab, model.config.hidden_size)).float()
+    step.weight = torch.cat([weight, weight])
+    whole = torch.randint(-3, 4, (6, model.config.hidden_size)).float()
+    assert torch.equal(step.pick(whole), (whole @ weight.T).argmax(dim=-1))

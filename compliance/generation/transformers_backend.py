@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compliance.errors import ComplianceError
 from compliance.generation.device import batch_size_for
-from compliance.generation.engine import ENGINE_VERSION, RowResult, decode_batch
+from compliance.generation.engine import ENGINE_VERSION, RowResult, decode_batch, release_static_states
 from compliance.records import GenConfig, Response, SuiteItem
 
 BACKEND_NAME = "transformers"
@@ -72,20 +72,23 @@ def generate(
     order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
     responses: list[Optional[Response]] = [None] * len(items)
     n_done = 0
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        rows = decode_batch(model, [prompts[i] for i in batch], pad_id, eos_ids, config.max_new_tokens,
-                            config.min_new_tokens, stop_check)
-        for index, row in zip(batch, rows):
-            response = _to_response(items[index].id, row, tokenizer, config.stop)
-            if token_ids is not None:
-                token_ids[items[index].id] = row.tokens
-            responses[index] = response
-            if on_response is not None:
-                on_response(response)
-        n_done += len(batch)
-        if progress is not None:
-            progress(n_done)
+    try:
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            rows = decode_batch(model, [prompts[i] for i in batch], pad_id, eos_ids, config.max_new_tokens,
+                                config.min_new_tokens, stop_check)
+            for index, row in zip(batch, rows):
+                response = _to_response(items[index].id, row, tokenizer, config.stop)
+                if token_ids is not None:
+                    token_ids[items[index].id] = row.tokens
+                responses[index] = response
+                if on_response is not None:
+                    on_response(response)
+            n_done += len(batch)
+            if progress is not None:
+                progress(n_done)
+    finally:
+        release_static_states(model)  # CUDA graphs and their buffers live for one call
     return responses  # type: ignore[return-value]  # every slot was filled above
 
 
