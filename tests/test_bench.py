@@ -126,3 +126,28 @@ def test_bench_cli_prints_a_table_then_one_json_line(tiny_model_dir, tmp_path, m
     assert "naive pipeline" in out and "engine" in out
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["summary"] == summary
+
+
+def test_gpu_check_runs_every_step_on_cpu(tiny_model_dir, tmp_path):
+    """The device script's plumbing (tokenizer, prompts, every run, the JSON) on CPU with a tiny Llama
+    and the static step in place of CUDA graphs; on a GPU it is run with no --cpu-smoke."""
+    from compliance.bench import gpu_check
+
+    out = tmp_path / "gpu.json"
+    report = gpu_check.main(["--tokenizer", str(tiny_model_dir), "--cpu-smoke", "--batches", "4,8", "--eager-batch",
+                             "8", "--new-tokens", "5", "--generate-prompts", "6", "--json-out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    modes = [(run["mode"], run["batch"]) for run in report["runs"]]
+    assert modes == [("naive", 1), ("dynamic", 1), ("static", 1), ("static", 4), ("static", 8), ("dynamic", 8)]
+    assert all(run["tokens"] == run["prompts"] * run["new_tokens"] and run["tok_s"] > 0 for run in report["runs"])
+    assert report["eager_batch_identical"]["of"] == 8
+    assert report["generate"]["tokens"] == 6 * 5
+
+
+def test_gpu_check_refuses_a_machine_without_cuda(tiny_model_dir):
+    from compliance.bench import gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        gpu_check.main(["--tokenizer", str(tiny_model_dir)])
