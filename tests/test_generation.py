@@ -473,3 +473,37 @@ def test_sliced_head_picks_what_the_full_logits_pick(tiny, monkeypatch):
     step.weight = torch.cat([weight, weight])
     whole = torch.randint(-3, 4, (6, model.config.hidden_size)).float()
     assert torch.equal(step.pick(whole), (whole @ weight.T).argmax(dim=-1))
+
+
+def test_cpu_streams_need_enough_rows_for_every_thread():
+    from compliance.generation.engine import MIN_STREAM_ROWS, cpu_streams
+
+    assert cpu_streams(128, 2) == 2
+    assert cpu_streams(2 * MIN_STREAM_ROWS - 1, 2) == 1
+    assert cpu_streams(128, 1) == 1
+    assert cpu_streams(128, 16) == 1  # 8 rows a stream: one stream with 16 threads instead
+    assert cpu_streams(1024, 16) == 16
+
+
+def test_split_streams_give_the_one_batch_answers_and_restore_threads(tiny):
+    """Two decode streams on threads answer exactly as one batch does, in the prompts' order."""
+    from compliance.generation.engine import MIN_STREAM_ROWS, decode_batch, decode_rows
+
+    model, tokenizer = tiny
+    texts = [f"{p} ({i})" for i, p in enumerate(PROMPTS * (2 * MIN_STREAM_ROWS // len(PROMPTS) + 1))]
+    prompts = _encoded(tokenizer, texts)
+    end = decode_batch(model, prompts[:1], 0, [], 10)[0].tokens[3]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: set[str] = set()
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda *_: seen.add(__import__("threading").current_thread().name))
+    try:
+        split = decode_rows(model, prompts, 0, [end], 10)
+        assert torch.get_num_threads() == 2
+    finally:
+        hook.remove()
+        torch.set_num_threads(threads)
+    assert len([name for name in seen if name.startswith("decode")]) == 2
+    assert split == decode_batch(model, prompts, 0, [end], 10)
+    assert any(r.finish_reason == "eos" for r in split)

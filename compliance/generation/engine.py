@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -556,6 +557,58 @@ def _decode_static(model: PreTrainedModel, state: Prefilled, results: list[RowRe
         for _ in range(min(CHECK_EVERY, max_new_tokens - produced)):
             static.advance()
             produced += 1
+
+
+#: Fewest rows a CPU decode stream gets; with fewer, one stream using every thread is the better use.
+MIN_STREAM_ROWS = 32
+
+
+def cpu_streams(rows: int, threads: int) -> int:
+    """How many decode streams a CPU batch of ``rows`` runs as: one per intra-op thread, when each
+    gets at least :data:`MIN_STREAM_ROWS` rows; else one.
+
+    Small matrix products scale poorly across threads (SmolLM2's decode shapes on 2 cores: 1.5x
+    for 2 threads), so two streams of half the batch, one thread each, beat one stream with two
+    threads (measured +20%, same tokens).
+    """
+    return threads if threads >= 2 and rows // threads >= MIN_STREAM_ROWS else 1
+
+
+def decode_rows(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    pad_id: int,
+    eos_ids: Sequence[int],
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    stop_check: Optional[Callable[[list[int]], bool]] = None,
+) -> list[RowResult]:
+    """:func:`decode_batch`, on CPU split across :func:`cpu_streams` threads where that pays.
+
+    The rows are dealt out in length order, so every stream gets a similar mix of lengths. Each
+    stream is a Python thread running its own :func:`decode_batch` with one intra-op thread
+    (PyTorch releases the interpreter lock inside its kernels); the thread setting is restored
+    after.
+    """
+    threads = torch.get_num_threads()
+    streams = cpu_streams(len(prompts), threads) if model.device.type == "cpu" else 1
+    if streams == 1:
+        return decode_batch(model, prompts, pad_id, eos_ids, max_new_tokens, min_new_tokens, stop_check)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    parts = [order[stream::streams] for stream in range(streams)]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="decode") as pool:
+            futures = [pool.submit(decode_batch, model, [prompts[i] for i in part], pad_id, eos_ids, max_new_tokens,
+                                   min_new_tokens, stop_check) for part in parts]
+            outputs = [future.result() for future in futures]
+    finally:
+        torch.set_num_threads(threads)
+    results: list[Optional[RowResult]] = [None] * len(prompts)
+    for part, rows in zip(parts, outputs):
+        for index, row in zip(part, rows):
+            results[index] = row
+    return results  # type: ignore[return-value]  # every index is in exactly one part
 
 
 def pick_mode(mode: str, device: torch.device) -> str:

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compliance.errors import ComplianceError
 from compliance.generation.device import batch_size_for
-from compliance.generation.engine import ENGINE_VERSION, RowResult, decode_batch, release_static_states
+from compliance.generation.engine import ENGINE_VERSION, RowResult, decode_rows, release_static_states
 from compliance.records import GenConfig, Response, SuiteItem
 
 BACKEND_NAME = "transformers"
@@ -75,8 +75,8 @@ def generate(
     try:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            rows = decode_batch(model, [prompts[i] for i in batch], pad_id, eos_ids, config.max_new_tokens,
-                                config.min_new_tokens, stop_check)
+            rows = decode_rows(model, [prompts[i] for i in batch], pad_id, eos_ids, config.max_new_tokens,
+                               config.min_new_tokens, stop_check)
             for index, row in zip(batch, rows):
                 response = _to_response(items[index].id, row, tokenizer, config.stop)
                 if token_ids is not None:
