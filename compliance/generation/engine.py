@@ -68,7 +68,7 @@ class GrowingLayer(DynamicLayer):
         super().__init__()
         self.capacity = capacity
         self.length = 0
-        #: Static mode (see :class:`StaticStep`): a one-element device tensor holding the column
+        #: Static mode (see :class:`StaticState`): a one-element device tensor holding the column
         #: the next token is written to, and how many columns attention reads. Everything a step
         #: does is then a tensor operation on fixed buffers, which a CUDA graph can replay.
         self.write_at: Optional[torch.Tensor] = None
@@ -500,6 +500,24 @@ def static_state(model: PreTrainedModel, rows: int, capacity: int, eos_ids: Sequ
     return states[key]
 
 
+def _extend(result: RowResult, tokens: Sequence[int], eos: set[int], stop_check, max_new_tokens: int) -> bool:
+    """Append a row's newly decoded ``tokens`` up to where it ends (an end token, a stop string, the
+    length limit), recording why; True while the row goes on."""
+    if stop_check is None and eos.isdisjoint(tokens):  # the common case, without a per-token loop
+        result.tokens.extend(tokens)
+        return len(result.tokens) < max_new_tokens
+    for token in tokens:
+        result.tokens.append(token)
+        if token in eos:
+            result.finish_reason = "eos"
+        elif stop_check is not None and stop_check(result.tokens):
+            result.finish_reason = "stop"
+        elif len(result.tokens) < max_new_tokens:
+            continue
+        return False
+    return True
+
+
 def release_static_states(model: PreTrainedModel) -> None:
     """Drop the model's kept static states and graphs (their GPU memory returns to the allocator)."""
     if _STATES.pop(model, None) is not None and model.device.type == "cuda":
@@ -527,26 +545,10 @@ def _decode_static(model: PreTrainedModel, state: Prefilled, results: list[RowRe
         for row, index in enumerate(owner):
             if index is None:
                 continue
-            result, new = results[index], window[row]
-            if stop_check is None and eos_set.isdisjoint(new):  # the common case, without a per-token loop
-                result.tokens.extend(new)
-                if len(result.tokens) < max_new_tokens:
-                    live.append(row)
-                else:
-                    owner[row] = None
-                continue
-            for token in new:
-                result.tokens.append(token)
-                if token in eos_set:
-                    result.finish_reason = "eos"
-                elif stop_check is not None and stop_check(result.tokens):
-                    result.finish_reason = "stop"
-                elif len(result.tokens) < max_new_tokens:
-                    continue
-                owner[row] = None
-                break
-            else:
+            if _extend(results[index], window[row], eos_set, stop_check, max_new_tokens):
                 live.append(row)
+            else:
+                owner[row] = None
         read = produced
         if not live:
             return
@@ -677,23 +679,14 @@ def _decode_dynamic(step: LastStep, state: Prefilled, results: list[RowResult], 
                     max_new_tokens: int, min_new_tokens: int, stop_check) -> None:
     """The dynamic loop: read every token back at once and drop finished rows from the batch at once."""
     device = step.model.device
-    eos = torch.as_tensor(list(eos_ids), dtype=torch.long, device=device)
+    eos_set = set(eos_ids)
     owner: list[int] = list(state.order)  # batch row -> prompt index
     step_fn = DynamicStep(step, state)
     last = state.last
     for produced in range(max_new_tokens):
         chosen = step.pick(last, list(eos_ids) if produced < min_new_tokens else ())
-        finished = torch.isin(chosen, eos).tolist()
-        live: list[int] = []
-        for row, (index, token) in enumerate(zip(owner, chosen.tolist())):
-            result = results[index]
-            result.tokens.append(token)
-            if finished[row]:
-                result.finish_reason = "eos"
-            elif stop_check is not None and stop_check(result.tokens):
-                result.finish_reason = "stop"
-            elif len(result.tokens) < max_new_tokens:
-                live.append(row)
+        live = [row for row, (index, token) in enumerate(zip(owner, chosen.tolist()))
+                if _extend(results[index], [token], eos_set, stop_check, max_new_tokens)]
         if not live:
             return
         if len(live) < len(owner):
