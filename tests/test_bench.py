@@ -151,3 +151,25 @@ def test_gpu_check_refuses_a_machine_without_cuda(tiny_model_dir):
         pytest.skip("this machine has a GPU")
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         gpu_check.main(["--tokenizer", str(tiny_model_dir)])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batches", "64,many"], "not a comma-separated list of batch sizes"),
+    (["--batches", "64,0"], "every batch size must be at least 1"),
+])
+def test_gpu_check_bad_batches_give_one_line(tiny_model_dir, args, message, capsys):
+    from compliance.bench import gpu_check
+
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--tokenizer", str(tiny_model_dir), "--cpu-smoke", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gpu_check_missing_tokenizer_folder_gives_one_line(tmp_path, capsys):
+    from compliance.bench import gpu_check
+
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--tokenizer", str(tmp_path / "nowhere"), "--cpu-smoke"])
+    assert exit_info.value.code == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -177,11 +177,22 @@ def profile_replays(model, out_dir: Path) -> None:
             print(f"   {e.device_time_total / 5 / 1e3:7.3f} ms  x{e.count / 5:5.0f}  {e.key[:90]}", flush=True)
 
 
+def batch_sizes(text: str) -> list[int]:
+    """``--batches``: comma-separated positive integers (empty: none)."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of batch sizes, e.g. 64,256")
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: every batch size must be at least 1")
+    return sizes
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", required=True, help="a local tokenizer folder (with a chat template)")
     parser.add_argument("--json-out", type=Path, default=None)
-    parser.add_argument("--batches", default="64,256,512,1024", help="large batch sizes to measure")
+    parser.add_argument("--batches", type=batch_sizes, default="64,256,512,1024", help="large batch sizes to measure")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--eager-batch", type=int, default=256, help="the large batch also run without graphs")
     parser.add_argument("--compile", action="store_true", help="graph runs put the step through torch.compile")
@@ -196,6 +207,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="run every step on CPU with a tiny model and the static step in place of graphs")
     args = parser.parse_args(argv)
+    if not Path(args.tokenizer).is_dir():
+        parser.error(f"--tokenizer {args.tokenizer}: no such folder; pass a folder with a saved tokenizer "
+                     "(tokenizer.json and its config)")
 
     from transformers import AutoTokenizer
 
@@ -225,7 +239,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                        "compute_bound_tok_s": report["measured"]["bf16_matmul_flops"] / (2 * n_params)}
     report.update(n_params=n_params, weight_bytes=weight_bytes, datasheet_bounds=bounds,
                   measured_bounds=measured_bounds)
-    largest = max([int(b) for b in args.batches.split(",") if b] + [16])
+    largest = max(args.batches + [16])
     items = cycled_items(largest)
     prompts = [encode_prompt(tokenizer, item, True) for item in items]
     runs: list[dict] = []
@@ -272,7 +286,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 "eager_vs_graph": sum(a[: len(b)] == b[: len(a)] for a, b in zip(eager1["token_ids"], graph1["token_ids"])),
                 "of": 4}
         # Large batches.
-        for batch in (int(b) for b in args.batches.split(",") if b):
+        for batch in args.batches:
             if compiled:
                 engine_run(model, prompts[:batch], batch, args.new_tokens, graph, pad_id, compiled)
             graphed = engine_run(model, prompts[:batch], batch, args.new_tokens, graph, pad_id, compiled)
