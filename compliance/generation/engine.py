@@ -356,9 +356,9 @@ class StaticState:
     A decode step here is tensor operations only: each cache layer writes at a device-side column
     (:attr:`GrowingLayer.write_at`), the mask is a fixed ``(rows, 1, 1, capacity)`` boolean buffer,
     and the step itself picks the greedy token (suppressing end-of-sequence tokens before
-    ``min_new_tokens``), stores it and advances every counter. So on CUDA
-    the whole step is captured once as a graph and replayed: one launch per token instead of
-    hundreds, which is what small batches are bound by. Attention reads the cache in blocks of
+    ``min_new_tokens``), stores it and advances every counter. So on CUDA the whole step is
+    captured once as a graph and replayed: one launch per token instead of hundreds, which is what
+    small batches are bound by. Attention reads the cache in blocks of
     :data:`VIEW_BLOCK` columns, one graph per block; states (and their graphs) are kept per model
     and reused by every later batch with the same rows, capacity and end tokens.
     """
@@ -390,10 +390,6 @@ class StaticState:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
         self.captures = 0
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer._keys.nbytes + layer._values.nbytes for layer in self.cache.layers) + self.tokens.nbytes
 
     def load(self, keys_values, mask: torch.Tensor, positions: torch.Tensor, filled: int, min_new: int) -> None:
         """Start a batch: copy its prefilled cache (``[(keys, values)]`` per layer, ``filled`` columns
@@ -436,7 +432,7 @@ class StaticState:
         self.mask.index_fill_(3, self.write_at, True)
         forward = self._compiled or self._model()
         logits = forward(input_ids=self.ids, attention_mask=self.mask[..., :view], position_ids=self.positions,
-                            cache=self.cache, use_cache=True).logits[:, -1, :]
+                         cache=self.cache, use_cache=True).logits[:, -1, :]
         self.choose(logits)
         self.write_at.add_(1)
         self.positions.add_(1)
