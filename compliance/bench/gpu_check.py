@@ -37,31 +37,33 @@ SMOKE_SHAPE = dict(LLAMA_3_2_1B, hidden_size=64, intermediate_size=128, num_hidd
                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=49152)
 
 
+def gpu_seconds(fn, repeats: int = 10, warmup: int = 3, before=None) -> float:
+    """Median GPU time of ``fn()`` in seconds over ``repeats`` runs (CUDA events) after ``warmup``
+    untimed ones; ``before()``, if given, runs ahead of every call, outside the timed region."""
+    times = []
+    for run in range(warmup + repeats):
+        if before is not None:
+            before()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        if run >= warmup:
+            times.append(start.elapsed_time(end) / 1e3)
+    return sorted(times)[len(times) // 2]
+
+
 def measure_ceilings(device: torch.device) -> dict:
     """Copy bandwidth (bytes read + written per second) and bf16 matmul FLOP/s, each the median of 10 timed runs."""
-
-    def timed(fn, repeats: int = 10) -> float:
-        for _ in range(3):
-            fn()
-        torch.cuda.synchronize(device)
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        return sorted(times)[len(times) // 2]
-
     source = torch.randn(2**30, device=device, dtype=torch.bfloat16)  # 2 GiB
     target = torch.empty_like(source)
-    copy_s = timed(lambda: target.copy_(source))
+    copy_s = gpu_seconds(lambda: target.copy_(source))
     del source, target
     n = 8192
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    mm_s = timed(lambda: a @ b)
+    mm_s = gpu_seconds(lambda: a @ b)
     return {"copy_bytes_s": 2 * 2**30 * 2 / copy_s, "bf16_matmul_flops": 2 * n**3 / mm_s}
 
 
@@ -116,6 +118,12 @@ def generate_run(model, tokenizer, items: list[SuiteItem], new_tokens: int) -> d
             "seconds": seconds, "tok_s": tokens / seconds}
 
 
+def _rewind(state, view: int) -> None:
+    """Point a kept state's counters back inside its buffers, so its graph can be replayed again and again."""
+    state.write_at.fill_(view - 1)
+    state.step.fill_(0)
+
+
 def replay_times(model) -> list[dict]:
     """GPU time of one captured decode step (median of 20 replays) for every kept static state:
     what a step costs once the host is out of the way."""
@@ -126,18 +134,8 @@ def replay_times(model) -> list[dict]:
         if not state.graphs:
             continue
         view = max(state.graphs)
-        graph = state.graphs[view]
-        times = []
-        for _ in range(22):
-            state.write_at.fill_(view - 1)  # keep every write inside the buffers
-            state.step.fill_(0)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        ms = sorted(times[2:])[len(times[2:]) // 2]
+        ms = 1e3 * gpu_seconds(state.graphs[view].replay, repeats=20, warmup=2,
+                               before=lambda: _rewind(state, view))
         found.append({"rows": state.rows, "view": view, "captures": state.captures, "step_ms": ms,
                       "tok_s": state.rows / ms * 1e3})
         print(f"captured step, {state.rows:>5} rows, view {view}: {ms:.3f} ms = {state.rows / ms * 1e3:.0f} tok/s "
@@ -160,8 +158,7 @@ def profile_replays(model, out_dir: Path) -> None:
         view = max(state.graphs)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
-                state.write_at.fill_(view - 1)
-                state.step.fill_(0)
+                _rewind(state, view)
                 state.graphs[view].replay()
             torch.cuda.synchronize()
         events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0 and e.key != "cudaGraphLaunch"]

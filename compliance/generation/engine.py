@@ -252,9 +252,10 @@ def prefill(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: in
     tokens (:data:`PREFILL_TOKENS` by device). A prefix every prompt shares (at least
     :data:`MIN_SHARED_PREFIX` tokens) runs once, alone, and its keys and values are copied into
     every row. ``round_to`` rounds the cache's capacity up (static decoding reuses buffers and
-    graphs between batches whose rounded capacity matches). Every row's cache is laid out ``[prefix][padding][own tokens]`` and ends at the same
-    column, with the padding masked out and position ids counting real tokens only, so each row
-    sees exactly the positions and keys it would see alone.
+    graphs between batches whose rounded capacity matches). Every row's cache is laid out
+    ``[prefix][padding][own tokens]`` and ends at the same column, with the padding masked out and
+    position ids counting real tokens only, so each row sees exactly the positions and keys it
+    would see alone.
     """
     device = model.device
     n = len(prompts)
@@ -281,12 +282,9 @@ def prefill(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: in
     for group in groups:
         rows = [tails[r] for r in group]
         group_width = max(len(t) for t in rows)
-        ids = torch.full((len(rows), group_width), pad_id, dtype=torch.long)
-        own = torch.zeros((len(rows), group_width), dtype=torch.long)
-        for row, tail in enumerate(rows):
-            ids[row, group_width - len(tail) :] = torch.as_tensor(tail, dtype=torch.long)
-            own[row, group_width - len(tail) :] = 1
-        ids, own = ids.to(device), own.to(device)
+        own = _right_aligned([len(t) for t in rows], group_width, device)
+        ids = torch.full((len(rows), group_width), pad_id, dtype=torch.long, device=device)
+        ids[own.bool()] = torch.as_tensor([token for tail in rows for token in tail], dtype=torch.long, device=device)
         # One group runs straight into the batch cache; several run apart and are copied in.
         group_cache = cache if len(groups) == 1 else new_cache(model, shared + group_width)
         if prefix_cache is not None:
@@ -302,12 +300,17 @@ def prefill(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: in
         for layer in cache.layers:
             layer.length = shared + width
             layer._expose_filled()
-    lengths = torch.as_tensor([len(t) for t in tails], device=device)
-    columns = torch.arange(width, device=device)
-    own_mask = (columns[None, :] >= width - lengths[:, None]).long()
-    mask = torch.cat([own_mask.new_ones((n, shared)), own_mask], dim=1)
-    next_positions = (shared + lengths)[:, None]
+    lengths = [len(t) for t in tails]
+    own = _right_aligned(lengths, width, device)
+    mask = torch.cat([own.new_ones((n, shared)), own], dim=1)
+    next_positions = (shared + torch.as_tensor(lengths, device=device))[:, None]
     return Prefilled(torch.cat(last), mask, next_positions, cache, order)
+
+
+def _right_aligned(lengths: Sequence[int], width: int, device: torch.device) -> torch.Tensor:
+    """``(rows, width)`` long mask, 1 on the last ``lengths[row]`` columns of each row (left padding)."""
+    columns = torch.arange(width, device=device)
+    return (columns[None, :] >= width - torch.as_tensor(lengths, device=device)[:, None]).long()
 
 
 def _place_group(cache: DynamicCache, group_cache: DynamicCache, rows: slice, n: int, shared: int, width: int,
@@ -391,15 +394,15 @@ class StaticState:
         self.pool = None
         self.captures = 0
 
-    def load(self, keys_values, mask: torch.Tensor, positions: torch.Tensor, filled: int, min_new: int) -> None:
-        """Start a batch: copy its prefilled cache (``[(keys, values)]`` per layer, ``filled`` columns
-        used), 2D mask and next positions into the buffers."""
-        for layer, (keys, values) in zip(self.cache.layers, keys_values):
-            layer._keys[:, :, :filled].copy_(keys[:, :, :filled])
-            layer._values[:, :, :filled].copy_(values[:, :, :filled])
+    def load(self, state: Prefilled, min_new: int) -> None:
+        """Start a batch: copy its prefilled cache, 2D mask and next positions into the buffers."""
+        filled = state.mask.shape[1]
+        for layer, source in zip(self.cache.layers, state.cache.layers):
+            layer._keys[:, :, :filled].copy_(source._keys[:, :, :filled])
+            layer._values[:, :, :filled].copy_(source._values[:, :, :filled])
         self.mask.zero_()
-        self.mask[:, 0, 0, : mask.shape[1]] = mask.bool()
-        self.positions.copy_(positions)
+        self.mask[:, 0, 0, :filled] = state.mask.bool()
+        self.positions.copy_(state.next_positions)
         self.write_at.fill_(filled)
         self.filled = filled
         self.tokens.zero_()
@@ -526,11 +529,10 @@ def _decode_static(model: PreTrainedModel, state: Prefilled, results: list[RowRe
     after each window the new tokens are read back, rows are finished, and once at most half the
     rows are live the rest move to a smaller state."""
     eos_set = set(eos_ids)
-    rows, filled = state.mask.shape
+    rows = state.mask.shape[0]
     capacity = state.cache.layers[0].capacity
     static = static_state(model, rows, capacity, eos_ids, state.cache, graph, compiled)
-    static.load([(layer._keys, layer._values) for layer in state.cache.layers], state.mask, state.next_positions,
-                filled, min_new_tokens)
+    static.load(state, min_new_tokens)
     del state.cache
     static.choose(state.last)
     owner: list[Optional[int]] = list(state.order)
