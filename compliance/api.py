@@ -237,6 +237,7 @@ def run_report(
     base_url: Optional[str] = None,
     served_model: Optional[str] = None,
     served_base_model: Optional[str] = None,
+    base_model_url: Optional[str] = None,
     concurrency: int = 8,
     api_key_env: str = ENV_OPENAI_API_KEY,
     stop: Optional[list[str]] = None,
@@ -274,6 +275,8 @@ def run_report(
         base_url: the server's base URL, e.g. ``http://localhost:8000/v1`` (``openai`` only).
         served_model: the name the server serves ``model`` under (default: the model's id).
         served_base_model: the name the server serves the base under (default: the base's id).
+        base_model_url: the base URL of the server that serves the base, when it is not ``base_url``
+            (``openai`` only; the same API key and concurrency apply).
         concurrency: requests in flight at once (``openai`` only).
         api_key_env: environment variable holding the server's API key, sent as a bearer token
             when set; never recorded.
@@ -296,7 +299,8 @@ def run_report(
         raise ComplianceError(f"--batch-size {batch_size} must be at least 1")
     if stop is not None and any(not s for s in stop):
         raise ComplianceError("--stop '' is empty: give the text that ends an answer, or drop the option")
-    server = _backend_server(backend, base_url, served_model, served_base_model, concurrency, api_key_env)
+    servers = _backend_servers(backend, base_url, served_model, served_base_model, base_model_url, concurrency,
+                               api_key_env)
     policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
     keys_dir = Path(keys) if keys else signing_keys_dir()
     if keys_dir is not None:
@@ -307,10 +311,10 @@ def run_report(
     with Reporter(enabled=progress) as reporter:
         with reporter.stage("Resolve model and base"):
             lineage = resolve(model, base)
-        if server is not None:
+        if servers is not None:
             with reporter.stage("Check the server's models"):  # fail fast, before any generation
-                served = {"model": server.served_model(served_model or lineage.model.id, "--model"),
-                          "base": server.served_model(served_base_model or lineage.base.id, "--base-model")}
+                served = {"model": servers["model"].served_model(served_model or lineage.model.id, "--model"),
+                          "base": servers["base"].served_model(served_base_model or lineage.base.id, "--base-model")}
         elif "hub" in (lineage.model.kind, lineage.base.kind):  # a server needs no local weights
             from compliance.hub import download_model
 
@@ -328,19 +332,20 @@ def run_report(
         model_counts: dict[str, int] = {}
         response_store = open_store(store)
         try:
-            names = {"base": served["base"].name, "model": served["model"].name} if server is not None else {}
+            names = {"base": served["base"].name, "model": served["model"].name} if servers is not None else {}
+            server_of = servers or {}
             base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
                                           trust_remote_code, judge=judge_obj, store=response_store,
-                                          counts=base_counts, backend=backend, server=server,
+                                          counts=base_counts, backend=backend, server=server_of.get("base"),
                                           served_model=names.get("base"))
             model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
                                            allow_pickle, trust_remote_code, judge=judge_obj, store=response_store,
-                                           counts=model_counts, backend=backend, server=server,
+                                           counts=model_counts, backend=backend, server=server_of.get("model"),
                                            served_model=names.get("model"))
         finally:
             if response_store is not None:
                 response_store.close()
-        generation = _generation_section(backend, device, server, served if server is not None else None)
+        generation = _generation_section(backend, device, servers, served if servers is not None else None)
         dev = generation["device"]
         generation.update(config=asdict(config),
                           reused={"base": base_counts["reused"], "model": model_counts["reused"]},
@@ -381,9 +386,11 @@ def run_report(
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
 
 
-def _backend_server(backend: str, base_url: Optional[str], served_model: Optional[str],
-                    served_base_model: Optional[str], concurrency: int, api_key_env: str) -> Optional["OpenAIClient"]:
-    """Check the backend options together; the server's client for ``openai``, else None.
+def _backend_servers(backend: str, base_url: Optional[str], served_model: Optional[str],
+                     served_base_model: Optional[str], base_model_url: Optional[str], concurrency: int,
+                     api_key_env: str) -> Optional[dict[str, "OpenAIClient"]]:
+    """Check the backend options together; for ``openai`` the server clients by role (``model``,
+    ``base``: one client when both are served at one address), else None.
 
     Raises:
         ComplianceError: an unknown backend, server options without ``--backend openai``, ``openai``
@@ -395,7 +402,8 @@ def _backend_server(backend: str, base_url: Optional[str], served_model: Optiona
         raise ComplianceError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (--backend).")
     if backend != "openai":
         given = [opt for opt, value in (("--base-url", base_url), ("--model", served_model),
-                                         ("--base-model", served_base_model)) if value]
+                                         ("--base-model", served_base_model), ("--base-model-url", base_model_url))
+                 if value]
         if given:
             raise ComplianceError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to an "
                                   f"OpenAI-compatible server: add --backend openai, or drop {', '.join(given)} to "
@@ -408,26 +416,34 @@ def _backend_server(backend: str, base_url: Optional[str], served_model: Optiona
     if not base_url:
         raise ComplianceError("--backend openai needs --base-url, the server's address "
                               "(for example http://localhost:8000/v1 for `vllm serve`).")
-    from compliance.generation.openai_backend import OpenAIClient
+    from compliance.generation.openai_backend import OpenAIClient, parse_base_url
 
-    return OpenAIClient(base_url, api_key=os.environ.get(api_key_env) or None, concurrency=concurrency,
-                        api_key_env=api_key_env)
+    def client(url: str, option: str) -> OpenAIClient:
+        return OpenAIClient(url, api_key=os.environ.get(api_key_env) or None, concurrency=concurrency,
+                            api_key_env=api_key_env, url_option=option)
+
+    model = client(base_url, "--base-url")
+    if base_model_url is None or parse_base_url(base_model_url, "--base-model-url") == model.base_url:
+        return {"model": model, "base": model}
+    return {"model": model, "base": client(base_model_url, "--base-model-url")}
 
 
-def _generation_section(backend: str, device: Optional[str], server: Optional["OpenAIClient"],
+def _generation_section(backend: str, device: Optional[str], servers: Optional[dict[str, "OpenAIClient"]],
                         served: Optional[dict]) -> dict:
     """The report's ``generation`` section, less config and counts: backend, version, device, dtype, server.
 
-    For a server, ``server`` records the base URL (without credentials), the concurrency and each
-    served model's name and ``/v1/models`` entry (less its volatile fields); no API key.
+    For a server, ``server`` records the fine-tune's server URL (without credentials), the
+    concurrency and each served model's name, ``/v1/models`` entry (less its volatile fields) and
+    the URL of the server that answered for it; no API key.
     """
-    if server is not None and served is not None:
+    if servers is not None and served is not None:
         from compliance.generation import openai_backend
 
         return {"backend": openai_backend.BACKEND_NAME, "backend_version": openai_backend.backend_version(),
                 "device": REMOTE_DEVICE, "dtype": REMOTE_DTYPE,
-                "server": {"base_url": server.base_url, "concurrency": server.concurrency,
-                           "models": {role: {"name": s.name, "entry": s.identity} for role, s in served.items()}}}
+                "server": {"base_url": servers["model"].base_url, "concurrency": servers["model"].concurrency,
+                           "models": {role: {"name": s.name, "entry": s.identity, "base_url": servers[role].base_url}
+                                      for role, s in served.items()}}}
     from compliance.generation import pick_device
 
     dev, dtype = pick_device(device)

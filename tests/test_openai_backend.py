@@ -313,6 +313,36 @@ def test_report_through_the_server_validates_and_matches_in_process(clean_server
     assert "sekrit" not in again.json_path.read_text()
 
 
+def test_base_served_by_another_server(clean_server, refusing_model_dir, tiny_model_dir, tmp_path):
+    # The fine-tune on the shared server, the base on a server of its own (two `vllm serve` processes).
+    with OpenAITestServer({"tinybase": tiny_model_dir}) as base_server:
+        result = api.run_report(str(refusing_model_dir), out_dir=tmp_path / "two", store=False, backend="openai",
+                                base_url=clean_server.url, served_model="refusing", served_base_model="tinybase",
+                                base_model_url=base_server.url, **{**RUN, "pdf": True})
+        base_requests, base_url = base_server.generation_requests(), base_server.url
+    assert {r.body["model"] for r in base_requests} == {"tinybase"} and len(base_requests) == RUN["limit"]
+    assert {r.body["model"] for r in clean_server.generation_requests()} == {"refusing"}
+    server = result.report["generation"]["server"]
+    assert server["base_url"] == clean_server.url
+    assert {role: m["base_url"] for role, m in server["models"].items()} == \
+        {"model": clean_server.url, "base": base_url}
+    assert schema_errors(result.report, "report") == []
+    from pypdf import PdfReader
+
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(result.pdf_path).pages).split())
+    assert f"Server (fine-tune) {clean_server.url} · refusing" in text
+    assert f"Server (base) {base_url} · tinybase" in text
+
+
+def test_unreachable_base_server_names_its_option(clean_server, refusing_model_dir, tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    with pytest.raises(ServerUnreachableError, match="--base-model-url"):
+        api.run_report(str(refusing_model_dir), out_dir=tmp_path / "r", backend="openai", base_url=clean_server.url,
+                       base_model_url=url, **RUN)
+    assert not clean_server.generation_requests()
+    assert not (tmp_path / "r").exists()
+
+
 def test_report_names_the_unknown_served_base(clean_server, refusing_model_dir, tmp_path):
     with pytest.raises(UnknownServedModelError, match="--base-model"):
         api.run_report(str(refusing_model_dir), out_dir=tmp_path / "r", backend="openai", base_url=clean_server.url,
@@ -330,6 +360,9 @@ def test_report_names_the_unknown_served_base(clean_server, refusing_model_dir, 
     (["--backend", "openai", "--base-url", "ftp://host/v1"], ["'ftp://host/v1'", "http(s)"]),
     (["--base-url", "http://localhost:8000/v1"], ["--base-url", "--backend openai"]),
     (["--model", "served-name"], ["--model", "--backend openai"]),
+    (["--base-model-url", "http://localhost:8001/v1"], ["--base-model-url", "--backend openai"]),
+    (["--backend", "openai", "--base-url", "http://localhost:8000/v1", "--base-model-url", "localhost:8001"],
+     ["--base-model-url 'localhost:8001'", "http://localhost:8000/v1"]),
     (["--backend", "openai", "--base-url", "http://localhost:8000/v1", "--concurrency", "0"], ["--concurrency 0"]),
 ])
 def test_cli_bad_backend_input(args, expected, refusing_model_dir, tmp_path, monkeypatch, capsys):

@@ -66,6 +66,9 @@ def report(
     served_base_model: Optional[str] = typer.Option(None, "--base-model",
                                                     help="--backend openai: the name the server serves the base "
                                                          "under (default: the base's id)."),
+    base_model_url: Optional[str] = typer.Option(None, "--base-model-url",
+                                                 help="--backend openai: the base URL of the server that serves the "
+                                                      "base, when another server than --base-url does."),
     concurrency: int = typer.Option(8, "--concurrency", help="--backend openai: requests in flight at once."),
     api_key_env: str = typer.Option(ENV_OPENAI_API_KEY, "--api-key-env",
                                     help="--backend openai: environment variable holding the server's API key "
@@ -90,7 +93,8 @@ def report(
                             trust_remote_code=trust_remote_code,
                             suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys,
                             store=False if no_store else store, stop=stop, backend=backend, base_url=base_url,
-                            served_model=served_model, served_base_model=served_base_model, concurrency=concurrency,
+                            served_model=served_model, served_base_model=served_base_model, base_model_url=base_model_url,
+                            concurrency=concurrency,
                             api_key_env=api_key_env)
     _print_summary(result.report)
     out.print(f"JSON: {result.json_path}")

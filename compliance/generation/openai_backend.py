@@ -172,6 +172,7 @@ class OpenAIClient:
         backoff: seconds before the first retry; doubled for each further one, with jitter.
         max_backoff: the longest wait between attempts, ``Retry-After`` included.
         api_key_env: the variable the key came from, named in the hint of a 401/403 error.
+        url_option: the option that gave ``base_url``, named in errors about the address.
 
     Raises:
         OpenAIServerError: ``base_url`` is malformed or a setting is out of range.
@@ -188,8 +189,10 @@ class OpenAIClient:
         backoff: float = 1.0,
         max_backoff: float = 60.0,
         api_key_env: str = DEFAULT_API_KEY_ENV,
+        url_option: str = "--base-url",
     ) -> None:
-        self.base_url = parse_base_url(base_url)
+        self.url_option = url_option
+        self.base_url = parse_base_url(base_url, url_option)
         if concurrency < 1:
             raise OpenAIServerError(f"--concurrency {concurrency} must be at least 1.")
         if max_retries < 0:
@@ -301,7 +304,7 @@ class OpenAIClient:
         except _Transient as exc:
             raise ServerUnreachableError(
                 f"Cannot use the OpenAI-compatible server at {self.base_url} ({exc.what}): start it "
-                "(for example `vllm serve MODEL`) or correct --base-url.") from None
+                f"(for example `vllm serve MODEL`) or correct {self.url_option}.") from None
 
     def _delay(self, attempt: int, retry_after: Optional[float]) -> float:
         if retry_after is not None:
@@ -333,7 +336,7 @@ class OpenAIClient:
             raise OpenAIServerError(f"The server at {self.base_url} has a TLS certificate this machine does not trust "
                                     f"({exc.verify_message}): fix the certificate or use its http:// address.") from None
         except socket.gaierror as exc:
-            raise ServerUnreachableError(f"Cannot resolve the host of --base-url {self.base_url} ({exc.strerror}): "
+            raise ServerUnreachableError(f"Cannot resolve the host of {self.url_option} {self.base_url} ({exc.strerror}): "
                                          "correct the address.") from None
         except (socket.timeout, TimeoutError):
             raise _Transient("timed out") from None
@@ -360,7 +363,7 @@ class OpenAIClient:
 
     def _nonsense(self, path: str, what: str) -> OpenAIServerError:
         return OpenAIServerError(f"The server at {self.base_url} answered {path} with {what}: is it an "
-                                 "OpenAI-compatible server (vLLM, TGI, llama.cpp) and does --base-url end in /v1?")
+                                 f"OpenAI-compatible server (vLLM, TGI, llama.cpp) and does {self.url_option} end in /v1?")
 
     def _refused(self, method: str, path: str, answer: _Answer) -> OpenAIServerError:
         detail = _error_detail(answer.body)
@@ -368,7 +371,7 @@ class OpenAIClient:
             hint = (f"set the server's API key in ${self.api_key_env}" if not self.api_key else
                     f"check the API key in ${self.api_key_env}")
         elif answer.status == 404:
-            hint = "check --base-url (it usually ends in /v1)"
+            hint = f"check {self.url_option} (it usually ends in /v1)"
         else:
             hint = "check the generation settings (--max-new-tokens) against what the server accepts"
         reason = http.client.responses.get(answer.status, "")
