@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import gc
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -308,7 +309,12 @@ def run_report(
 
         load_signing_keys(keys_dir)  # fail fast on missing keys, before any model work
     judge_obj = get_judge(judge, judge_options)
-    with Reporter(enabled=progress) as reporter:
+    from compliance.store import open_store
+
+    response_store = open_store(store)  # fail fast on an unusable store file, before any model work
+    with ExitStack() as cleanup, Reporter(enabled=progress) as reporter:
+        if response_store is not None:
+            cleanup.callback(response_store.close)
         with reporter.stage("Resolve model and base"):
             lineage = resolve(model, base)
         if servers is not None:
@@ -326,25 +332,18 @@ def run_report(
                                accept_licences=accept_licence or ())
         config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
                            stop=tuple(s for s in (stop or ()) if s))
-        from compliance.store import open_store
-
         base_counts: dict[str, int] = {}
         model_counts: dict[str, int] = {}
-        response_store = open_store(store)
-        try:
-            names = {"base": served["base"].name, "model": served["model"].name} if servers is not None else {}
-            server_of = servers or {}
-            base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
-                                          trust_remote_code, judge=judge_obj, store=response_store,
-                                          counts=base_counts, backend=backend, server=server_of.get("base"),
-                                          served_model=names.get("base"))
-            model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
-                                           allow_pickle, trust_remote_code, judge=judge_obj, store=response_store,
-                                           counts=model_counts, backend=backend, server=server_of.get("model"),
-                                           served_model=names.get("model"))
-        finally:
-            if response_store is not None:
-                response_store.close()
+        names = {"base": served["base"].name, "model": served["model"].name} if servers is not None else {}
+        server_of = servers or {}
+        base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
+                                      trust_remote_code, judge=judge_obj, store=response_store,
+                                      counts=base_counts, backend=backend, server=server_of.get("base"),
+                                      served_model=names.get("base"))
+        model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
+                                       allow_pickle, trust_remote_code, judge=judge_obj, store=response_store,
+                                       counts=model_counts, backend=backend, server=server_of.get("model"),
+                                       served_model=names.get("model"))
         generation = _generation_section(backend, device, servers, served if servers is not None else None)
         dev = generation["device"]
         generation.update(config=asdict(config),
