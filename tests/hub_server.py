@@ -11,7 +11,9 @@ Serves fixture repositories from memory (files added from folders or bytes) to t
 - ``POST /api/validate-yaml``, ``POST /api/models/{repo}/preupload/{rev}`` (every file "regular") and
   ``POST /api/models/{repo}/commit/{rev}[?create_pr=1]`` (the NDJSON body ``create_commit`` sends):
   a commit changes the branch in place, or with ``create_pr`` opens ``refs/pr/{n}``; each commit is
-  recorded in :attr:`FakeHub.commits`.
+  recorded in :attr:`FakeHub.commits`;
+- ``GET /api/models/{repo}/discussions``: the pull requests opened so far (one page), with the
+  status in :attr:`FakeRepo.pull_requests` (tests may set it to ``merged`` or ``closed``).
 
 Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
 ``GatedRepo`` (401 without a token, 403 with a token that has no access).
@@ -51,6 +53,7 @@ class FakeRepo:
     gated: Union[bool, str] = False
     private: bool = False
     heads: dict[str, str] = field(default_factory=dict)  # branch -> sha after a commit through the API
+    pull_requests: dict[int, dict] = field(default_factory=dict)  # number -> {"title", "status"}
 
     def head(self, revision: str) -> str:
         return self.heads.get(revision) or fake_sha(self.repo_id, revision)
@@ -194,6 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         if create_pr:
             pr_num = 1 + sum(1 for name in repo.revisions if name.startswith("refs/pr/"))
             target = f"refs/pr/{pr_num}"
+            repo.pull_requests[pr_num] = {"title": header.get("summary"), "status": "open"}
         else:
             target = revision if revision in repo.revisions else "main"
         repo.revisions[target] = files
@@ -222,6 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._info(repo_id, "/".join(rest[1:]))
                 if rest[0] == "tree" and len(rest) >= 2:
                     return self._tree(repo_id, rest[1], "/".join(rest[2:]))
+                if rest == ["discussions"]:
+                    return self._discussions(repo_id)
             if len(parts) >= 5 and parts[2] == "resolve":
                 return self._resolve("/".join(parts[:2]), parts[3], "/".join(parts[4:]), head)
             self._error(404, "RepoNotFound" if parts[:2] == ["api", "models"] else "EntryNotFound", "not found")
@@ -243,6 +249,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             return None
         return repo, found[0], found[1]
+
+    def _discussions(self, repo_id: str) -> None:
+        found = self._repo(repo_id, None, files_route=False)
+        if found is None:
+            return
+        repo = found[0]
+        items = [{"num": num, "title": pr["title"], "status": pr["status"], "isPullRequest": True,
+                  "author": {"name": "test-user"}, "createdAt": "2026-11-28T00:00:00.000Z",
+                  "repo": {"name": repo.repo_id, "type": "model"}}
+                 for num, pr in sorted(repo.pull_requests.items(), reverse=True)]
+        self._json({"discussions": items, "count": len(items), "start": 0, "numClosedDiscussions": 0})
 
     def _info(self, repo_id: str, revision: Optional[str]) -> None:
         found = self._repo(repo_id, revision, files_route=False)

@@ -173,6 +173,18 @@ def test_hub_pull_request(report_dir, hub, monkeypatch, capsys):  # noqa: F811
     assert "signed" in card.text and "verified" not in pr_readme.split("---")[1]
     assert repo.revisions["refs/pr/1"]["safety/report.json"] == (report_dir / "report.json").read_bytes()
 
+    # Again, before anyone merges it: the open pull request is named, no second one is opened.
+    code, out, err = run_cli(["card", str(report_dir), "--repo", "acme/clinic"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "already open" in out and "/acme/clinic/discussions/1" in out and len(hub.commits) == 1
+    # A changed report file is new content: a new pull request.
+    (report_dir / "report.intoto.json").write_text('{"payload": "re-signed"}')
+    assert api.card(report_dir, repo="acme/clinic").pr_url.endswith("/acme/clinic/discussions/2")
+    # A closed pull request does not count: the same content is proposed again.
+    repo.pull_requests[1]["status"] = repo.pull_requests[2]["status"] = "closed"
+    assert api.card(report_dir, repo="acme/clinic").pr_url.endswith("/acme/clinic/discussions/3")
+    assert len(hub.commits) == 3
+
 
 def test_hub_direct_commit_then_idempotent(report_dir, hub, monkeypatch, capsys):  # noqa: F811
     hub.add_repo("acme/clinic", {"config.json": "{}"}, card=CARD)

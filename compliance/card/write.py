@@ -13,6 +13,9 @@ from compliance.io import atomic_write_text
 HUB_REPORT_FOLDER = "safety"
 REPORT_FILES = ("report.json", "report.intoto.json", "report.pdf")
 
+#: How our commits and pull requests on the Hub are titled (a rerun finds its own open pull request by it).
+COMMIT_TITLE = "Add safety re-evaluation"
+
 
 def update_local_card(report_dir: str | Path, model_dir: str | Path,
                       report_url: Optional[str] = None) -> CardUpdate:
@@ -51,7 +54,8 @@ def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True
 
     Opens a pull request by default; ``create_pr=False`` commits directly. The report's files go
     into ``safety/`` in the same commit, and the card links to them. Nothing is committed when
-    the card already holds exactly these results.
+    the card already holds exactly these results, or when an open pull request of ours already
+    holds exactly these files (its URL is returned as ``pr_url``, with ``changed`` False).
 
     Args:
         report_dir: the folder ``compliance report`` wrote.
@@ -87,14 +91,18 @@ def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True
         content = str(card)
         if content == original:
             return CardUpdate(target=repo_id, changed=False, n_results=n, content=content)
-        ops = [CommitOperationAdd("README.md", content.encode("utf-8"))]
+        files = {"README.md": content.encode("utf-8")}
         if upload_report:
-            ops += [CommitOperationAdd(f"{HUB_REPORT_FOLDER}/{name}", (folder / name).read_bytes())
-                    for name in REPORT_FILES if (folder / name).is_file()]
+            files.update({f"{HUB_REPORT_FOLDER}/{name}": (folder / name).read_bytes()
+                          for name in REPORT_FILES if (folder / name).is_file()})
+        if create_pr:
+            open_pr = _open_pull_request_with(api, repo_id, files, token)
+            if open_pr is not None:  # running again before the first one is merged opens no duplicate
+                return CardUpdate(target=repo_id, changed=False, n_results=n, content=content, pr_url=open_pr)
         info = api.create_commit(
-            repo_id, ops, revision=branch, create_pr=create_pr,
-            commit_message=f"Add safety re-evaluation ({report['summary']['verdict']}, policy "
-                           f"{report['policy']['name']})",
+            repo_id, [CommitOperationAdd(path, data) for path, data in files.items()], revision=branch,
+            create_pr=create_pr,
+            commit_message=f"{COMMIT_TITLE} ({report['summary']['verdict']}, policy {report['policy']['name']})",
             commit_description=f"Results of `compliance` report {report['report_id']}, written through "
                                "huggingface_hub's card API. Self-reported: not verified by the Hub.",
         )
@@ -108,3 +116,21 @@ def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True
         raise CardError(f"the Hub refused the card update for {repo_id}: {str(exc).splitlines()[0]}") from None
     return CardUpdate(target=repo_id, changed=True, n_results=n, content=content,
                       pr_url=info.pr_url, commit_url=info.commit_url)
+
+
+def _open_pull_request_with(api, repo_id: str, files: dict[str, bytes], token: Optional[str]) -> Optional[str]:
+    """The URL of an open pull request of ours on ``repo_id`` that already holds exactly ``files``, if any."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for pr in api.get_repo_discussions(repo_id, discussion_type="pull_request"):
+        if pr.status not in ("open", "draft") or not pr.title.startswith(COMMIT_TITLE):
+            continue
+        try:
+            same = all(Path(hf_hub_download(repo_id, path, revision=pr.git_reference, token=token)).read_bytes() == data
+                       for path, data in files.items())
+        except EntryNotFoundError:
+            continue
+        if same:
+            return pr.url
+    return None

@@ -32,7 +32,9 @@ def card(
         raise ComplianceError("give exactly one of --model-dir DIR or --repo ORG/NAME")
     result = api.card(report_dir, model_dir=model_dir, repo=repo, create_pr=create_pr, revision=revision,
                       report_url=report_url)
-    if not result.changed:
+    if not result.changed and result.pr_url:
+        out.print(f"A pull request with these results is already open: {result.pr_url}", highlight=False)
+    elif not result.changed:
         out.print(f"Card already up to date: {result.target} ({result.n_results} results)", highlight=False)
     elif result.pr_url:
         out.print(f"Opened pull request: {result.pr_url} ({result.n_results} results)", highlight=False)
