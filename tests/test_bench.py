@@ -9,7 +9,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cli_runner import run_cli
-from compliance.bench.throughput import gpu_bounds, random_llama, run_bench, spread_sample
+from compliance.bench.throughput import (
+    engine_matmul_flops,
+    gpu_bounds,
+    matmul_ceiling,
+    random_llama,
+    run_bench,
+    spread_sample,
+)
 from compliance.errors import ComplianceError
 from compliance.records import SuiteItem
 
@@ -30,7 +37,8 @@ def tiny(tiny_model_dir):
 
 def test_both_paths_run_and_agree_token_for_token(tiny):
     model, tokenizer = tiny
-    result = run_bench(model, tokenizer, "tiny", items(9), new_tokens=7, batch_size=4, naive_prompts=4)
+    result = run_bench(model, tokenizer, "tiny", items(9), new_tokens=7, batch_size=4, naive_prompts=4,
+                       floor_seconds=0.2)
     assert result.naive.n_prompts == 4 and result.naive.tokens == 4 * 7
     assert result.engine.n_prompts == 9 and result.engine.tokens == 9 * 7  # lengths are fixed
     assert result.identical is True and result.n_compared == 4 and not result.mismatched
@@ -39,6 +47,13 @@ def test_both_paths_run_and_agree_token_for_token(tiny):
     assert summary["ratio"] == pytest.approx(result.engine.tok_s / result.naive.tok_s, rel=0.01)
     assert summary["device"] == "cpu" and summary["n_prompts"] == 9 and summary["new_tokens"] == 7
     assert summary["peak_rss_mb"] > 0
+    floor = summary["cpu_floor"]
+    assert floor["streams"] == 1 and floor["rows_per_stream"] == 4  # 4 rows are too few to split
+    assert floor["ceiling_gflop_s"] > 0 and 0 < floor["of_floor"]
+    from compliance.generation.transformers_backend import encode_prompt
+
+    prompts = [encode_prompt(tokenizer, item, True) for item in items(9)]
+    assert result.cpu_floor.matmul_flops == engine_matmul_flops(model, prompts, 7)
 
 
 def test_a_different_engine_answer_is_caught(tiny, monkeypatch):
@@ -54,16 +69,43 @@ def test_a_different_engine_answer_is_caught(tiny, monkeypatch):
         return outputs, seconds
 
     monkeypatch.setattr(throughput, "naive_pipeline", shifted)
-    result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=4)
+    result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=4,
+                       floor_seconds=0)
     assert result.identical is False and result.mismatched == ["p1"]
     assert result.summary()["identical_outputs"] is False
 
 
 def test_naive_path_can_be_skipped(tiny):
     model, tokenizer = tiny
-    result = run_bench(model, tokenizer, "tiny", items(3), new_tokens=2, batch_size=2, naive_prompts=0)
+    result = run_bench(model, tokenizer, "tiny", items(3), new_tokens=2, batch_size=2, naive_prompts=0,
+                       floor_seconds=0)
     assert result.naive is None and result.identical is None
     assert result.summary()["ratio"] is None and result.summary()["naive_tok_s"] is None
+    assert result.summary()["cpu_floor"] is None  # skipped
+
+
+def test_matmul_flops_count_every_weight_product(tiny):
+    model, _ = tiny
+    c = model.config
+    layer = (2 * c.hidden_size * c.num_attention_heads * c.head_dim  # q and o
+             + 2 * c.hidden_size * c.num_key_value_heads * c.head_dim  # k and v
+             + 3 * c.hidden_size * c.intermediate_size)  # gate, up, down
+    body, head = c.num_hidden_layers * layer, c.vocab_size * c.hidden_size
+    shared = list(range(1, 11))  # 10 tokens every prompt starts with: run once
+    prompts = [shared + [20, 21], shared + [30], shared + [40, 41, 42]]
+    prompt_tokens = 10 + 2 + 1 + 3
+    # Each new token but the last goes back through the decoder; the head picks every new token.
+    expected = 2 * (body * (prompt_tokens + 3 * (5 - 1)) + head * 3 * 5)
+    assert engine_matmul_flops(model, prompts, 5) == expected
+    # A prefix shorter than the engine's minimum is not shared.
+    assert engine_matmul_flops(model, [[1, 2, 3], [1, 2, 4]], 1) == 2 * (body * 6 + head * 2)
+
+
+def test_matmul_ceiling_runs_streams_and_restores_threads(tiny):
+    model, _ = tiny
+    threads = torch.get_num_threads()
+    assert matmul_ceiling(model, rows=8, streams=2, seconds=0.1) > 0
+    assert torch.get_num_threads() == threads
 
 
 def test_spread_sample():
@@ -106,6 +148,7 @@ def test_no_prompts_is_refused(tiny):
     (["--naive-prompts", "-1"], "--naive-prompts -1"),
     (["--batch-size", "0"], "--batch-size 0"),
     (["--random-weights", "gpt-9"], "--random-weights 'gpt-9' is not a known shape"),
+    (["--floor-seconds", "-1"], "--floor-seconds -1 must be 0"),
 ])
 def test_bad_bench_options_give_one_line(args, message, monkeypatch, capsys):
     code, out, err = run_cli(["bench", *args], monkeypatch, capsys)
@@ -116,7 +159,8 @@ def test_bad_bench_options_give_one_line(args, message, monkeypatch, capsys):
 
 def test_bench_cli_prints_a_table_then_one_json_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
     code, out, _ = run_cli(["bench", "--model", str(tiny_model_dir), "--prompts", "5", "--new-tokens", "3",
-                            "--naive-prompts", "2", "--batch-size", "4", "--json-out", str(tmp_path / "b.json")],
+                            "--naive-prompts", "2", "--batch-size", "4", "--floor-seconds", "0.2",
+                            "--json-out", str(tmp_path / "b.json")],
                            monkeypatch, capsys)
     assert code == 0, out
     lines = out.strip().splitlines()
@@ -124,6 +168,7 @@ def test_bench_cli_prints_a_table_then_one_json_line(tiny_model_dir, tmp_path, m
     assert SUMMARY_KEYS <= set(summary)
     assert summary["n_prompts"] == 5 and summary["new_tokens"] == 3 and summary["identical_outputs"] is True
     assert "naive pipeline" in out and "engine" in out
+    assert "Matrix products:" in out and summary["cpu_floor"]["ceiling_gflop_s"] > 0
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["summary"] == summary
 

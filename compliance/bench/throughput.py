@@ -15,6 +15,12 @@ greedy answer would change a report. The result ends with one JSON line for scri
 On a GPU, :func:`gpu_bounds` gives the two ceilings a decoder cannot beat: at batch 1 the
 memory-bandwidth bound (HBM bytes/s over weight bytes read per step) and at a large batch the
 compute bound (peak bf16 FLOP/s over 2 x parameters FLOPs per token).
+
+On CPU the ratio also depends on the machine's balance: the naive loop follows memory bandwidth,
+the engine the speed of matrix products. :func:`cpu_floor` therefore measures, in the same run,
+how fast this machine multiplies the model's own weight matrices at the engine's decode shape
+(one stream per core, as the engine runs) and sets the engine against the time that work alone
+takes.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -82,6 +88,7 @@ class BenchResult:
     mismatched: list[str] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     bounds: Optional[dict] = None
+    cpu_floor: Optional["CpuFloor"] = None
 
     def summary(self) -> dict:
         """The JSON line: the keys the issue asks for, plus identity and bounds."""
@@ -99,7 +106,120 @@ class BenchResult:
             "naive_prompts": self.naive.n_prompts if self.naive else 0,
             "identical_outputs": self.identical,
             "bounds": self.bounds,
+            "cpu_floor": self.cpu_floor.summary(self.engine.seconds) if self.cpu_floor else None,
         }
+
+
+@dataclass
+class CpuFloor:
+    """The engine's matrix-product work and how fast this machine does it (see :func:`cpu_floor`)."""
+
+    matmul_flops: float  # FLOPs of products with the model's weight matrices in the engine's run
+    ceiling_flop_s: float  # the model's matrices multiplied at the decode shape, every stream at once
+    streams: int
+    rows_per_stream: int
+
+    @property
+    def floor_seconds(self) -> float:
+        """The least time the run's matrix products take at the measured ceiling."""
+        return self.matmul_flops / self.ceiling_flop_s
+
+    def summary(self, engine_seconds: float) -> dict:
+        return {
+            "matmul_tflop": round(self.matmul_flops / 1e12, 3),
+            "ceiling_gflop_s": round(self.ceiling_flop_s / 1e9, 1),
+            "engine_gflop_s": round(self.matmul_flops / engine_seconds / 1e9, 1) if engine_seconds > 0 else None,
+            "floor_seconds": round(self.floor_seconds, 2),
+            "of_floor": round(self.floor_seconds / engine_seconds, 3) if engine_seconds > 0 else None,
+            "streams": self.streams,
+            "rows_per_stream": self.rows_per_stream,
+        }
+
+
+def weight_matrices(model) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The decoder's linear-layer weights (every layer's projections) and the LM head's weight."""
+    head = model.get_output_embeddings().weight
+    body = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight is not head]
+    return body, head
+
+
+def engine_matmul_flops(model, prompts: Sequence[Sequence[int]], new_tokens: int) -> float:
+    """FLOPs of products with weight matrices when the engine answers ``prompts`` with ``new_tokens`` each.
+
+    Prefill runs every prompt token through the decoder once (a prefix all prompts share, once:
+    :func:`compliance.generation.engine.shared_prefix_length`); each new token but the last runs
+    through it again; the LM head runs once per new token (prefill keeps only the last position).
+    Attention's products with the KV cache are not counted (no weights; a few percent here).
+    """
+    from compliance.generation.engine import MIN_SHARED_PREFIX, shared_prefix_length
+
+    body, head = weight_matrices(model)
+    body_params = sum(w.numel() for w in body)
+    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    prompt_tokens = sum(len(p) for p in prompts) - shared * (len(prompts) - 1)
+    rows = len(prompts)
+    return 2.0 * (body_params * (prompt_tokens + rows * (new_tokens - 1)) + head.numel() * rows * new_tokens)
+
+
+def matmul_ceiling(model, rows: int, streams: int, seconds: float = 3.0) -> float:
+    """FLOP/s of this machine multiplying the model's weight matrices by ``rows`` activations.
+
+    Runs as the engine decodes on CPU: ``streams`` threads at once, one intra-op thread each,
+    every layer's weights in turn and the LM head a slice at a time
+    (:data:`compliance.generation.engine.HEAD_SLICE`), for about ``seconds`` after one warm-up
+    pass. The thread setting is restored after.
+    """
+    import threading
+
+    from compliance.generation.engine import HEAD_SLICE
+
+    body, head = weight_matrices(model)
+    weights = [w.detach() for w in body] + [head.detach()[s : s + HEAD_SLICE] for s in range(0, head.shape[0], HEAD_SLICE)]
+    pass_flops = sum(2.0 * rows * w.shape[0] * w.shape[1] for w in weights)
+    threads = torch.get_num_threads()
+    done = [0] * streams
+    start_together = threading.Barrier(streams)
+
+    def run(stream: int, deadline_after: float) -> None:
+        inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
+        start_together.wait()
+        stop = time.perf_counter() + deadline_after
+        while True:
+            for w in weights:
+                torch.nn.functional.linear(inputs[w.shape[1]], w)
+            done[stream] += 1
+            if time.perf_counter() >= stop:
+                return
+
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for deadline_after in (0.0, seconds):  # one warm-up pass per stream, then the measurement
+                done[:] = [0] * streams
+                workers = [threading.Thread(target=run, args=(i, deadline_after)) for i in range(streams)]
+                began = time.perf_counter()
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+                elapsed = time.perf_counter() - began
+    finally:
+        torch.set_num_threads(threads)
+    return sum(done) * pass_flops / elapsed
+
+
+def cpu_floor(model, prompts: Sequence[Sequence[int]], new_tokens: int, batch_size: int,
+              seconds: float = 3.0) -> CpuFloor:
+    """The engine's matrix-product work for ``prompts`` and this machine's speed at it, measured now."""
+    from compliance.generation.engine import cpu_streams
+
+    batch = min(batch_size, len(prompts))
+    streams = cpu_streams(batch, torch.get_num_threads())
+    rows = batch // streams
+    return CpuFloor(matmul_flops=engine_matmul_flops(model, prompts, new_tokens),
+                    ceiling_flop_s=matmul_ceiling(model, rows, streams, seconds), streams=streams,
+                    rows_per_stream=rows)
 
 
 def spread_sample(n_total: int, k: int) -> list[int]:
@@ -168,6 +288,7 @@ def run_bench(
     batch_size: Optional[int] = None,
     naive_prompts: int = 16,
     progress: Optional[Callable[[str, int, int], None]] = None,
+    floor_seconds: float = 3.0,
 ) -> BenchResult:
     """Measure both paths on ``items`` and compare their tokens where both ran.
 
@@ -179,6 +300,8 @@ def run_bench(
         batch_size: the engine's batch size (``None``: the device default).
         naive_prompts: how many prompts (spread over ``items``) the naive path runs; 0 skips it.
         progress: called as ``progress(path, done, total)``.
+        floor_seconds: on CPU, how long :func:`cpu_floor` measures the matrix-product ceiling
+            (after the engine's run); 0 skips it.
     """
     from compliance.generation import batch_size_for, generate
     from compliance.generation.transformers_backend import encode_prompt
@@ -189,6 +312,7 @@ def run_bench(
         raise ComplianceError(f"--new-tokens {new_tokens} must be at least 1.")
     if batch_size is None:
         batch_size = batch_size_for(model, new_tokens)
+    batch_size = min(batch_size, len(items))  # what the engine runs: a batch holds at most every prompt
     config = GenConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, batch_size=batch_size)
 
     naive_result, naive_tokens = None, {}
@@ -214,6 +338,10 @@ def run_bench(
     engine_result = PathResult("engine", len(items), sum(r.n_new_tokens for r in responses), seconds)
 
     mismatched = [items[i].id for i in sample if naive_tokens[i] != engine_tokens[items[i].id]]
+    floor = None
+    if model.device.type == "cpu" and floor_seconds > 0:
+        prompts = [encode_prompt(tokenizer, item, config.use_chat_template) for item in items]
+        floor = cpu_floor(model, prompts, new_tokens, batch_size, floor_seconds)
     bounds = None
     if model.device.type == "cuda":
         n_params = model.num_parameters()
@@ -223,7 +351,7 @@ def run_bench(
         model=model_name, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
         n_prompts=len(items), new_tokens=new_tokens, batch_size=batch_size, naive=naive_result,
         engine=engine_result, identical=(not mismatched) if sample else None, n_compared=len(sample),
-        mismatched=mismatched, peak_rss_mb=peak_rss_mb(), bounds=bounds,
+        mismatched=mismatched, peak_rss_mb=peak_rss_mb(), bounds=bounds, cpu_floor=floor,
     )
 
 

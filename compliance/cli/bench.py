@@ -30,11 +30,14 @@ def bench(
     random_weights: Optional[str] = typer.Option(None, "--random-weights",
                                                  help="Measure a random-weight model of this shape instead "
                                                       f"({', '.join(RANDOM_SHAPES)}), with --model's tokenizer."),
+    floor_seconds: float = typer.Option(3.0, "--floor-seconds",
+                                        help="On CPU, seconds spent measuring how fast this machine multiplies the "
+                                             "model's matrices, to set the engine against (0 skips it)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write every measurement to this JSON file."),
 ) -> None:
     """Measure generation throughput: the naive transformers pipeline, one prompt at a time, against the engine reports use.
 
-    Both paths generate exactly --new-tokens per prompt (min_new_tokens = max_new_tokens) with greedy decoding; on the prompts both ran, their tokens must be identical. Prints a table, then one JSON line with naive_tok_s, engine_tok_s, ratio, peak_rss_mb, device, model, n_prompts and new_tokens.
+    Both paths generate exactly --new-tokens per prompt (min_new_tokens = max_new_tokens) with greedy decoding; on the prompts both ran, their tokens must be identical. Prints a table, then one JSON line with naive_tok_s, engine_tok_s, ratio, peak_rss_mb, device, model, n_prompts and new_tokens. On CPU it also measures how fast this machine multiplies the model's matrices and sets the engine against the least time its matrix products take (cpu_floor).
 
     Example: compliance bench --prompts 128 --new-tokens 64
     """
@@ -49,6 +52,8 @@ def bench(
 
     if prompts < 1:
         raise ComplianceError(f"--prompts {prompts} must be at least 1.")
+    if floor_seconds < 0:
+        raise ComplianceError(f"--floor-seconds {floor_seconds:g} must be 0 (skip) or more.")
     if naive_prompts < 0:
         raise ComplianceError(f"--naive-prompts {naive_prompts} must be 0 or more.")
     if batch_size is not None and batch_size < 1:
@@ -80,7 +85,7 @@ def bench(
 
         with torch.inference_mode():
             result = run_bench(loaded, tokenizer, name, items, new_tokens=new_tokens, batch_size=batch_size,
-                               naive_prompts=naive_prompts, progress=progress)
+                               naive_prompts=naive_prompts, progress=progress, floor_seconds=floor_seconds)
     summary = result.summary()
     table = Table(title=f"Throughput: {name} on {result.device} ({result.dtype}), {new_tokens} new tokens per prompt")
     for column in ("path", "prompts", "batch", "tokens", "seconds", "tok/s"):
@@ -100,6 +105,12 @@ def bench(
         b = result.bounds
         out.print(f"{b['gpu']} bounds: batch-1 memory bound {b['batch1_bound_tok_s']:.0f} tok/s, "
                   f"compute bound {b['compute_bound_tok_s']:.0f} tok/s")
+    if summary["cpu_floor"]:
+        f = summary["cpu_floor"]
+        out.print(f"Matrix products: {f['matmul_tflop']:.2f} TFLOP in this run. This machine multiplies the model's "
+                  f"matrices at {f['ceiling_gflop_s']:.0f} GFLOP/s ({f['streams']} x {f['rows_per_stream']} rows, "
+                  f"measured now): at that speed they alone take {f['floor_seconds']:.1f} s. The engine ran "
+                  f"them at {f['engine_gflop_s']:.0f} GFLOP/s, {f['of_floor']:.0%} of it.")
     out.print(f"Peak RSS: {result.peak_rss_mb:.0f} MB")
     if json_out is not None:
         atomic_write_json(json_out, bench_as_dict(result))
