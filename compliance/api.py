@@ -415,16 +415,15 @@ def _backend_servers(backend: str, base_url: Optional[str], served_model: Option
     if not base_url:
         raise ComplianceError("--backend openai needs --base-url, the server's address "
                               "(for example http://localhost:8000/v1 for `vllm serve`).")
-    from compliance.generation.openai_backend import OpenAIClient, parse_base_url
+    from compliance.generation.openai_backend import OpenAIClient
 
     def client(url: str, option: str) -> OpenAIClient:
         return OpenAIClient(url, api_key=os.environ.get(api_key_env) or None, concurrency=concurrency,
                             api_key_env=api_key_env, url_option=option)
 
     model = client(base_url, "--base-url")
-    if base_model_url is None or parse_base_url(base_model_url, "--base-model-url") == model.base_url:
-        return {"model": model, "base": model}
-    return {"model": model, "base": client(base_model_url, "--base-model-url")}
+    base = client(base_model_url, "--base-model-url") if base_model_url else model
+    return {"model": model, "base": model if base.base_url == model.base_url else base}
 
 
 def _generation_section(backend: str, device: Optional[str], servers: Optional[dict[str, "OpenAIClient"]],

@@ -147,16 +147,15 @@ def engine_matmul_flops(model, prompts: Sequence[Sequence[int]], new_tokens: int
     """FLOPs of products with weight matrices when the engine answers ``prompts`` with ``new_tokens`` each.
 
     Prefill runs every prompt token through the decoder once (a prefix all prompts share, once:
-    :func:`compliance.generation.engine.shared_prefix_length`); each new token but the last runs
+    :func:`compliance.generation.engine.prefix_to_share`); each new token but the last runs
     through it again; the LM head runs once per new token (prefill keeps only the last position).
     Attention's products with the KV cache are not counted (no weights; a few percent here).
     """
-    from compliance.generation.engine import MIN_SHARED_PREFIX, shared_prefix_length
+    from compliance.generation.engine import prefix_to_share
 
     body, head = weight_matrices(model)
     body_params = sum(w.numel() for w in body)
-    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
-    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    shared = prefix_to_share(prompts)
     prompt_tokens = sum(len(p) for p in prompts) - shared * (len(prompts) - 1)
     rows = len(prompts)
     return 2.0 * (body_params * (prompt_tokens + rows * (new_tokens - 1)) + head.numel() * rows * new_tokens)

@@ -162,6 +162,13 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def prefix_to_share(prompts: Sequence[Sequence[int]]) -> int:
+    """The prefix :func:`prefill` runs once for all ``prompts``: :func:`shared_prefix_length`, or 0
+    when there is one prompt or the prefix is shorter than :data:`MIN_SHARED_PREFIX`."""
+    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
 def prefill_groups(lengths: Sequence[int], budget: int) -> list[range]:
     """Split rows sorted by ascending length into consecutive groups of at most ``budget`` padded tokens.
 
@@ -262,9 +269,7 @@ def prefill(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: in
     step = step or LastStep(model)
     if budget is None:
         budget = PREFILL_TOKENS.get(device.type, PREFILL_TOKENS["cuda"])
-    shared = shared_prefix_length(prompts) if n > 1 else 0
-    if shared < MIN_SHARED_PREFIX:
-        shared = 0
+    shared = prefix_to_share(prompts)
     order = sorted(range(n), key=lambda i: len(prompts[i]))
     tails = [list(prompts[i][shared:]) for i in order]
     width = max(len(t) for t in tails)
