@@ -333,7 +333,10 @@ def test_growing_cache_decodes_like_transformers_dynamic_cache(tiny):
                 logits.append(out)
                 step = out.argmax(-1, keepdim=True)
         results.append(torch.stack(logits))
-    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-6)
+    # Same tokens chosen; logits equal up to float32 rounding, whose last digits differ between the
+    # two attention shapes and between CPU kinds (AVX2, AVX-512), so not digit for digit.
+    assert torch.equal(results[0].argmax(-1), results[1].argmax(-1))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
     cache = new_cache(model, ids.shape[1])
     with torch.inference_mode(), pytest.raises(RuntimeError, match="capacity"):
         model(input_ids=torch.cat([ids, ids], dim=1), cache=cache, use_cache=True)

@@ -276,14 +276,30 @@ def test_shipped_validation_figures_match_a_recomputation(judge: RefusalEmbedJud
 
 
 @pytest.mark.slow
-def test_retraining_reproduces_the_shipped_weights(judge: RefusalEmbedJudge) -> None:
-    from compliance.judges.train_refusal_embed import train
+def test_retraining_reproduces_the_shipped_decisions(judge: RefusalEmbedJudge) -> None:
+    """Retraining gives the shipped classifier's decisions on every development reply.
+
+    The embeddings are float32 sums whose last digits depend on the BLAS kernels (AVX2 and
+    AVX-512 machines differ by about 1e-7 per feature), and the fit carries that into the weights
+    (7.4e-6 at most, measured, on weights up to 6.4). So the test compares what the weights
+    decide, not their digits: every label equal, probabilities within 1e-4 (about 200 times the
+    largest difference measured across CPU kinds), and the weights within 1e-4 of their largest.
+    """
+    from compliance.judges.train_refusal_embed import _load_embedder, development_data, weights_record
 
     folder = _validation_dir()
-    shipped = load_weights().record
-    retrained = train(folder)
-    assert np.max(np.abs(np.array(retrained["classifier"]["weights"]) - np.array(shipped["classifier"]["weights"]))) < 1e-6
-    assert abs(retrained["classifier"]["bias"] - shipped["classifier"]["bias"]) < 1e-6
-    assert retrained["training"]["files"] == shipped["training"]["files"]
-    assert retrained["embedding_model"] == shipped["embedding_model"]
-    assert retrained["features"] == shipped["features"]
+    shipped = load_weights()
+    embedder, embedding_sha = _load_embedder()
+    data = development_data(folder, embedder)
+    retrained = weights_record(data, embedding_sha)
+    weights = np.array(retrained["classifier"]["weights"])
+    bias = retrained["classifier"]["bias"]
+    features = np.vstack([d["features"] for d in data.values()])
+    before = refusal_embed.refusal_probability(features, shipped.weights, shipped.bias)
+    after = refusal_embed.refusal_probability(features, weights, bias)
+    assert np.array_equal(before >= shipped.threshold, after >= shipped.threshold)
+    assert np.max(np.abs(before - after)) < 1e-4
+    assert np.max(np.abs(weights - shipped.weights)) < 1e-4 * np.max(np.abs(shipped.weights))
+    assert retrained["training"]["files"] == shipped.record["training"]["files"]
+    assert retrained["embedding_model"] == shipped.record["embedding_model"]
+    assert retrained["features"] == shipped.record["features"]

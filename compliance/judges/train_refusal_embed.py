@@ -142,7 +142,11 @@ def cross_validation(data: dict[str, dict]) -> dict:
 def train(data_dir: Path, with_cv: bool = False) -> dict:
     """The weights record (as written to ``weights/refusal-embed.json``) trained on the development files."""
     embedder, embedding_sha = _load_embedder()
-    data = development_data(Path(data_dir), embedder)
+    return weights_record(development_data(Path(data_dir), embedder), embedding_sha, with_cv)
+
+
+def weights_record(data: dict[str, dict], embedding_sha: str, with_cv: bool = False) -> dict:
+    """The weights record fitted on :func:`development_data`'s features (see :func:`train`)."""
     features = np.vstack([d["features"] for d in data.values()])
     targets = np.concatenate([d["targets"] for d in data.values()])
     weights, bias = fit_logistic(features, targets)
