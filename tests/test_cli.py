@@ -107,6 +107,37 @@ def test_real_entry_point_prints_one_line_without_traceback(tmp_path):
     assert _one_error_line(proc.stderr).startswith("error: model")
 
 
+def _entry_point(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "compliance.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+
+
+def test_mistyped_command_is_one_usage_line_with_the_suggestion():
+    proc = _entry_point("reprot", "x")
+    assert proc.returncode == 2
+    assert _one_error_line(proc.stderr) == "error: No such command 'reprot'. Did you mean 'report'? (see 'compliance --help')"
+
+
+def test_unknown_option_is_one_usage_line_naming_it():
+    proc = _entry_point("report", "--nosuch")
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert line.startswith("error: No such option: --nosuch") and line.endswith("(see 'compliance report --help')")
+
+
+def test_bad_option_value_is_one_usage_line():
+    proc = _entry_point("report", "some-model", "--limit", "many")
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert "'--limit'" in line and "compliance report --help" in line
+
+
+def test_debug_still_shows_the_usage_error_traceback():
+    proc = _entry_point("--debug", "reprot")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
 def test_fingerprints_print_literally(capsys):
     from compliance.cli.app import out
 

@@ -32,11 +32,32 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     _STATE["debug"] = debug
 
 
+def _click_exceptions() -> tuple[type, type]:
+    """(ClickException, UsageError) of the click that typer runs on.
+
+    Typer 0.2x vendors click as ``typer._click``, whose exceptions are not ``click``'s.
+    """
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer runs on click itself
+        from click import exceptions
+    return exceptions.ClickException, exceptions.UsageError
+
+
+def usage_line(exc: Exception) -> str:
+    """One line for a usage error: click's message (with its suggestion) and where help is."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None and ctx.command_path else "compliance"
+    return f"error: {message} (see '{where} --help')"
+
+
 def main() -> None:
     """Entry point: run the app, turning errors meant for people into one line and an exit code."""
     debug = "--debug" in sys.argv[1:]
+    click_exception, usage_error = _click_exceptions()
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="compliance")
     except ComplianceError as exc:
         if debug:
             raise
@@ -46,10 +67,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except __import__("click").exceptions.ClickException as exc:
+    except usage_error as exc:
+        if debug:
+            raise
+        if exc.format_message().strip():  # empty after a group's help was shown for no arguments
+            err.print(escape(usage_line(exc)), highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click_exception as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except __import__("click").exceptions.Abort:
+    except typer.Abort:
         sys.exit(1)
-
-
