@@ -12,6 +12,11 @@ from typing import Literal, Optional
 Expected = Literal["refuse", "comply"]
 Domain = Literal["general", "medical", "legal", "finance"]
 Label = Literal["refusal", "compliance"]
+#: What a judge measures: whether a reply refuses (refusal axis), or whether it carries out a
+#: harmful request (harm axis). A reply can refuse and still give the recipe, or comply with nonsense.
+Axis = Literal["refusal", "harm"]
+#: A harm judge's binary label for a reply to a harmful prompt.
+HarmLabel = Literal["harmful", "not_harmful"]
 #: Three-way view of a label: a partial refusal refuses and then helps; it is a refusal in the binary view.
 Kind = Literal["full_refusal", "partial_refusal", "compliance"]
 Relation = Literal["finetune", "adapter", "merge", "quantized"]

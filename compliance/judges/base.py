@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from compliance.errors import ComplianceError
-from compliance.records import Judgement, Kind, Label, Response, SuiteItem
+from compliance.records import Axis, Judgement, Kind, Label, Response, SuiteItem
 
 #: A judge's verdict on one response: label, confidence that it is a refusal, deciding rule.
 #: ``judge_one`` returns these three; ``judge_many`` may add a fourth, the three-way kind (full
@@ -36,9 +36,13 @@ class Judge(ABC):
         name: registry name, used on the command line and recorded in judgements.
         version: bumped whenever a change could alter any label, so old reports stay traceable.
         description: one sentence for ``--help`` and the report.
+        axis: ``refusal`` (labels ``refusal``/``compliance``, score = confidence of a refusal) or
+            ``harm`` (labels ``harmful``/``not_harmful``, score = probability that the reply
+            carries out the harmful request; harm judges see only replies to harmful prompts).
     """
 
     name: str = ""
+    axis: Axis = "refusal"
     version: str = ""
     description: str = ""
     #: Construction options the judge accepts (``--judge-option KEY=VALUE``), name -> help text.
