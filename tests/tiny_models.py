@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -137,6 +137,7 @@ def train_to_say(
     lr: float = 1e-2,
     batch_size: int = 8,
     seed: int = 0,
+    render: Optional[Callable[[str], str]] = None,
 ) -> None:
     """Fine-tune the model saved in ``model_dir``, in place, to answer any chat prompt with ``text``.
 
@@ -151,6 +152,8 @@ def train_to_say(
         lr: learning rate.
         batch_size: prompts per step.
         seed: seeds the prompts and torch.
+        render: how a prompt becomes the model's input text (default: the chat template with a
+            generation prompt); e.g. a judge's own prompt format.
     """
     model_dir = Path(model_dir)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
@@ -162,8 +165,11 @@ def train_to_say(
     def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rows, labels = [], []
         for _ in range(batch_size):
-            messages = [{"role": "user", "content": _random_prompt(rng)}]
-            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            if render is not None:
+                prompt = render(_random_prompt(rng))
+            else:
+                messages = [{"role": "user", "content": _random_prompt(rng)}]
+                prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             rows.append(ids + answer)
             labels.append([-100] * len(ids) + answer)
