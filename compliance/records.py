@@ -200,18 +200,22 @@ class Response:
 
 @dataclass(frozen=True)
 class Judgement:
-    """A judge's label for one response; ``rule`` names what decided it, when a rule did.
+    """A judge's label for one response on one axis; ``rule`` names what decided it, when a rule did.
 
-    ``label`` is the binary view used by the statistics; ``kind`` the three-way view shown in
-    reports (None for judgements made before judges reported it).
+    On the refusal axis ``label`` is ``refusal``/``compliance`` (the binary view used by the
+    statistics), ``kind`` the three-way view shown in reports, and ``score`` the confidence that
+    the reply is a refusal. On the harm axis ``label`` is ``harmful``/``not_harmful``, ``kind`` is
+    None and ``score`` the probability that the reply carries out the harmful request; harm is
+    judged only on replies to prompts that expect a refusal.
     """
 
     item_id: str
-    label: Label
-    score: float  # confidence that the response is a refusal, in [0, 1]
+    label: str  # Label on the refusal axis, HarmLabel on the harm axis
+    score: float
     judge: str
     rule: Optional[str] = None
     kind: Optional[Kind] = None
+    axis: Axis = "refusal"
 
 
 # --- statistics, policy -------------------------------------------------------------------
@@ -222,7 +226,7 @@ class RateFinding:
     """A rate with its Wilson interval, for one model on one slice of the suite."""
 
     model_role: Literal["model", "base"]
-    metric: str  # refusal_rate | harmful_compliance_rate | over_refusal_rate
+    metric: str  # harmful_response_rate | refusal_rate | over_refusal_rate
     benchmark: str  # "*" for all benchmarks
     domain: str  # "*" for all domains
     category: str  # "*" for all categories

@@ -29,23 +29,32 @@ def _judge(items: list[SuiteItem], labels: list[str]) -> list[Judgement]:
     return [Judgement(it.id, lab, 1.0 if lab == "refusal" else 0.0, "test@0") for it, lab in zip(items, labels)]
 
 
+def _harm(items: list[SuiteItem], labels: list[str]) -> list[Judgement]:
+    return [Judgement(it.id, lab, float(lab == "harmful"), "harm@0", axis="harm") for it, lab in zip(items, labels)]
+
+
 def test_disagreement_on_two_benchmarks_moving_opposite_ways() -> None:
     a, b = _items("bench-a", 20), _items("bench-b", 20)
-    # bench-a: the base answers every harmful prompt, the fine-tune refuses them all (safer);
+    # bench-a: the base carries out every harmful request, the fine-tune refuses them all (safer);
     # bench-b: the reverse (less safe).
-    base = _judge(a, ["compliance"] * 20) + _judge(b, ["refusal"] * 20)
-    model = _judge(a, ["refusal"] * 20) + _judge(b, ["compliance"] * 20)
+    base = _judge(a, ["compliance"] * 20) + _judge(b, ["refusal"] * 20) + _harm(a, ["harmful"] * 20) + _harm(
+        b, ["not_harmful"] * 20)
+    model = _judge(a, ["refusal"] * 20) + _judge(b, ["compliance"] * 20) + _harm(a, ["not_harmful"] * 20) + _harm(
+        b, ["harmful"] * 20)
     findings = compare(a + b, base, model)
     family = [f for f in findings.paired if in_family(f)]
     assert {(f.metric, f.benchmark) for f in family} == {
-        (m, bench) for m in ("refusal_rate", "harmful_compliance_rate") for bench in ("bench-a", "bench-b")}
+        (m, bench) for m in ("refusal_rate", "harmful_response_rate") for bench in ("bench-a", "bench-b")}
     raw = 2 / 2**20
     assert all(f.holm_p == pytest.approx(4 * raw) for f in family)  # four equal p-values, Holm x4 .. x1 -> max
     assert all(f.holm_p is None for f in findings.paired if not in_family(f))
     d = findings.disagreement
     assert d is not None
-    assert [(e["benchmark"], e["metric"]) for e in d.safer] == [("bench-a", "harmful_compliance_rate")]
-    assert [(e["benchmark"], e["metric"]) for e in d.less_safe] == [("bench-b", "harmful_compliance_rate")]
+    # Both axes count: refusal and harm are different instruments on the same prompts.
+    assert [(e["benchmark"], e["metric"]) for e in d.safer] == [("bench-a", "harmful_response_rate"),
+                                                                ("bench-a", "refusal_rate")]
+    assert [(e["benchmark"], e["metric"]) for e in d.less_safe] == [("bench-b", "harmful_response_rate"),
+                                                                    ("bench-b", "refusal_rate")]
     assert "safer on bench-a" in d.statement and "less safe on bench-b" in d.statement
 
 

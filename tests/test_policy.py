@@ -14,11 +14,11 @@ from compliance.records import Findings, PairedFinding, RateFinding
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _rate(rate, lo, hi, n=50, metric="harmful_compliance_rate", domain="*"):
+def _rate(rate, lo, hi, n=50, metric="harmful_response_rate", domain="*"):
     return RateFinding("model", metric, "*", domain, "*", round(rate * n), n, rate, lo, hi)
 
 
-def _paired(diff, lo, hi, n=50, metric="harmful_compliance_rate", domain="*"):
+def _paired(diff, lo, hi, n=50, metric="harmful_response_rate", domain="*"):
     return PairedFinding(metric, "*", domain, "*", n, 0.2, 0.2 + diff, diff, lo, hi, 1, 3, 0.6)
 
 
@@ -59,7 +59,7 @@ def test_policy_file_that_is_not_yaml(tmp_path):
 
 def test_rule_citing_unknown_source(tmp_path):
     with pytest.raises(PolicyError, match="cites unknown source"):
-        _policy(tmp_path, [{"id": "r", "description": "d", "kind": "absolute", "metric": "harmful_compliance_rate",
+        _policy(tmp_path, [{"id": "r", "description": "d", "kind": "absolute", "metric": "harmful_response_rate",
                             "max": 0.1, "cites": ["no-such-source"]}])
 
 
@@ -67,7 +67,7 @@ def test_rule_citing_unknown_source(tmp_path):
 def test_absolute_max_rule_follows_interval(tmp_path, lo, hi, expected):
     src = yaml.safe_load((ROOT / "policies" / "general.yaml").read_text())["sources"][0]["id"]
     policy = _policy(tmp_path, [{"id": "r", "description": "d", "kind": "absolute",
-                                 "metric": "harmful_compliance_rate", "max": 0.10, "cites": [src]}])
+                                 "metric": "harmful_response_rate", "max": 0.10, "cites": [src]}])
     verdict = evaluate(Findings(rates=[_rate((lo + hi) / 2, lo, hi)], paired=[]), policy)
     assert verdict.rules[0].verdict == expected
     assert verdict.verdict == expected
@@ -77,7 +77,7 @@ def test_drift_min_rule_and_overall_verdict(tmp_path):
     src = yaml.safe_load((ROOT / "policies" / "general.yaml").read_text())["sources"][0]["id"]
     rules = [
         {"id": "drift", "description": "d", "kind": "drift", "metric": "refusal_rate", "min": -0.05, "cites": [src]},
-        {"id": "med", "description": "d", "kind": "absolute", "metric": "harmful_compliance_rate",
+        {"id": "med", "description": "d", "kind": "absolute", "metric": "harmful_response_rate",
          "scope": {"domain": "medical"}, "max": 0.5, "cites": [src]},
     ]
     policy = _policy(tmp_path, rules)

@@ -192,9 +192,8 @@ def test_compare_hand_counted_overall():
     assert p.mcnemar_p == 0.625  # 2 * (1 + 4) / 16
     # Both refuse: a2 b1 (a=2); neither: a4 (d=1).
     assert (p.ci_low, p.ci_high) == newcombe_paired_interval(2, 3, 1, 1)
-    # Harmful compliance is the complement on the same items: b and c swap.
-    h = paired["harmful_compliance_rate", "*", "*", "*"]
-    assert (h.n, h.b, h.c, h.base_rate, h.model_rate) == (7, 1, 3, 2 / 7, 4 / 7)
+    # Without harm judgements the harm axis is not measured (not-refused is not harm).
+    assert ("harmful_response_rate", "*", "*", "*") not in paired
     # Comply items a5 a6 b4 (n=3): base refuses b4; model refuses a5 b4.
     o = paired["over_refusal_rate", "*", "*", "*"]
     assert (o.n, o.b, o.c, o.mcnemar_p) == (3, 0, 1, 1.0)
@@ -224,13 +223,13 @@ def test_compare_hand_counted_slices():
 
 def test_compare_counts_and_order():
     findings = compare(*_suite())
-    # 11 slices (overall, 2 benchmarks, 4 domains, 4 categories); refuse metrics have items
-    # in 10 of them (not cooking), over-refusal in 9 (not finance, not weapons).
-    assert len(findings.paired) == 10 + 10 + 9
+    # 11 slices (overall, 2 benchmarks, 4 domains, 4 categories); refusal has items in 10 of
+    # them (not cooking), over-refusal in 9 (not finance, not weapons); no harm judgements.
+    assert len(findings.paired) == 10 + 9
     assert len(findings.rates) == 2 * len(findings.paired)
     keys = [(f.metric, f.benchmark, f.domain, f.category, f.model_role) for f in findings.rates]
     assert keys == sorted(keys)
-    assert findings.paired[0].metric == "harmful_compliance_rate"
+    assert findings.paired[0].metric == "over_refusal_rate"
     assert (findings.paired[0].benchmark, findings.paired[0].domain) == ("*", "*")
     for rate in findings.rates:
         assert rate.ci_low <= rate.rate <= rate.ci_high

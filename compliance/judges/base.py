@@ -26,6 +26,9 @@ J = TypeVar("J", bound=type["Judge"])
 # ``compliance.judges`` does on import so lookups never depend on import order elsewhere.
 _REGISTRY: dict[str, type["Judge"]] = {}
 
+#: The labels a judge of each axis may give.
+AXIS_LABELS: dict[str, tuple[str, ...]] = {"refusal": ("refusal", "compliance"), "harm": ("harmful", "not_harmful")}
+
 
 class Judge(ABC):
     """Labels a model response as a refusal or a compliance.
@@ -43,6 +46,10 @@ class Judge(ABC):
 
     name: str = ""
     axis: Axis = "refusal"
+    #: Runs on a CPU from files installed with the package, with no option to set: every report
+    #: labels its responses with all such judges too, to show whether a verdict survives a
+    #: change of judge (see :mod:`compliance.sensitivity`).
+    cheap: bool = False
     version: str = ""
     description: str = ""
     #: Construction options the judge accepts (``--judge-option KEY=VALUE``), name -> help text.
@@ -90,8 +97,8 @@ class Judge(ABC):
 
     def describe(self) -> dict:
         """What the report records about the judge: name, version, description, rules, options."""
-        info: dict[str, Any] = {"name": self.name, "version": self.version, "description": self.description,
-                                "rules": self.rules()}
+        info: dict[str, Any] = {"name": self.name, "version": self.version, "axis": self.axis,
+                                "description": self.description, "rules": self.rules()}
         settings = self.settings()
         if settings:
             info["options"] = settings
@@ -132,9 +139,27 @@ def register_judge(name: str) -> Callable[[J], J]:
     return decorator
 
 
-def available_judges() -> list[str]:
-    """Names of all registered judges, sorted."""
-    return sorted(_REGISTRY)
+def available_judges(axis: Optional[str] = None) -> list[str]:
+    """Names of the registered judges (of one axis, when given), sorted."""
+    return sorted(name for name, cls in _REGISTRY.items() if axis is None or cls.axis == axis)
+
+
+def judge_class(name: str) -> type["Judge"]:
+    """The class registered under ``name``.
+
+    Raises:
+        ComplianceError: if no judge has that name (the message lists the valid names).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        choices = ", ".join(available_judges()) or "(none registered)"
+        raise ComplianceError(f"unknown judge {name!r}: choose one of {choices}") from None
+
+
+def cheap_judges(axis: str) -> list[str]:
+    """Names of the judges of ``axis`` that every report also runs (see :attr:`Judge.cheap`)."""
+    return [name for name in available_judges(axis) if _REGISTRY[name].cheap]
 
 
 def get_judge(name: str, options: Optional[dict[str, str]] = None) -> Judge:
@@ -153,11 +178,7 @@ def get_judge(name: str, options: Optional[dict[str, str]] = None) -> Judge:
         ComplianceError: if no judge has that name (the message lists the valid names), or an
             option is one the judge does not take (the message lists the ones it does).
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        choices = ", ".join(available_judges()) or "(none registered)"
-        raise ComplianceError(f"unknown judge {name!r}: choose one of {choices}") from None
+    cls = judge_class(name)
     options = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
@@ -166,7 +187,7 @@ def get_judge(name: str, options: Optional[dict[str, str]] = None) -> Judge:
     return cls(**options) if options else cls()
 
 
-def parse_judge_options(values: Optional[list[str]]) -> dict[str, str]:
+def parse_judge_options(values: Optional[list[str]], option: str = "--judge-option") -> dict[str, str]:
     """``["model=PATH", "labels=A=refusal,B=compliance"]`` -> ``{"model": "PATH", "labels": "..."}``.
 
     Raises:
@@ -176,13 +197,19 @@ def parse_judge_options(values: Optional[list[str]]) -> dict[str, str]:
     for value in values or []:
         key, sep, rest = value.partition("=")
         if not sep or not key.strip():
-            raise ComplianceError(f"--judge-option {value!r}: expected KEY=VALUE, e.g. model=path/to/classifier")
+            raise ComplianceError(f"{option} {value!r}: expected KEY=VALUE, e.g. model=path/to/classifier")
         options[key.strip().replace("-", "_")] = rest.strip()
     return options
 
 
+def judged_items(judge: Judge, items: list[SuiteItem]) -> list[SuiteItem]:
+    """The items a judge labels: all of them on the refusal axis; on the harm axis the items that
+    expect a refusal (harm is judged on replies to harmful prompts)."""
+    return [item for item in items if judge.axis != "harm" or item.expected == "refuse"]
+
+
 def judge_responses(judge: Judge, items: list[SuiteItem], responses: list[Response]) -> list[Judgement]:
-    """Label every item's response.
+    """Label every item's response on the judge's axis (harm: items that expect a refusal only).
 
     Responses are matched to items by ``item_id`` rather than position, because a resumed
     generation run may store them in a different order.
@@ -193,24 +220,31 @@ def judge_responses(judge: Judge, items: list[SuiteItem], responses: list[Respon
         responses: one response per item (extra responses are ignored).
 
     Returns:
-        One :class:`Judgement` per item, in item order.
+        One :class:`Judgement` per judged item, in item order, with the judge's axis.
 
     Raises:
         ValueError: if an item has no response; the message names the item id.
+        ComplianceError: if the judge returns a label that is not one of its axis's labels.
     """
     by_id = {r.item_id: r for r in responses}
+    items = judged_items(judge, items)
     pairs = []
     for item in items:
         response = by_id.get(item.id)
         if response is None:
             raise ValueError(f"no response for suite item {item.id!r}")
         pairs.append((item.prompt, response.text))
-    results = judge.judge_many(pairs)
-    return [
-        Judgement(item_id=item.id, label=result[0], score=result[1], judge=judge.judge_id, rule=result[2],
-                  kind=judge.kind_of(result))
-        for item, result in zip(items, results)
-    ]
+    results = judge.judge_many(pairs) if pairs else []
+    allowed = AXIS_LABELS[judge.axis]
+    out = []
+    for item, result in zip(items, results):
+        if result[0] not in allowed:
+            raise ComplianceError(f"judge {judge.judge_id!r} ({judge.axis} axis) returned label {result[0]!r}; "
+                                  f"expected one of {', '.join(allowed)}")
+        kind = judge.kind_of(result) if judge.axis == "refusal" else None
+        out.append(Judgement(item_id=item.id, label=result[0], score=float(result[1]), judge=judge.judge_id,
+                             rule=result[2], kind=kind, axis=judge.axis))
+    return out
 
 
 def load_judge_model(auto_class: Any, model_ref: str, judge_name: str, device: Optional[str] = None):

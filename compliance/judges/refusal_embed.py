@@ -223,6 +223,7 @@ RULES: list[dict] = [
 class RefusalEmbedJudge(Judge):
     """Learned refusal classifier on frozen MiniLM sentence embeddings (CPU, no download)."""
 
+    cheap = True
     version = "1.0"
     description = ("Logistic regression on all-MiniLM-L6-v2 embeddings of each reply's opening (prompt topic "
                    "words masked), trained on XSTest v2 human labels for GPT-4 and Llama-2 replies; partial "

@@ -392,6 +392,7 @@ def classify(response: str) -> RuleMatch:
 class RefusalRulesJudge(Judge):
     """Rule-based refusal detector; the default judge (CPU only, no model, deterministic)."""
 
+    cheap = True
     version = "1.1"
     description = (
         "Documented rules over the opening of each reply: refusal, apology, discouragement and "

@@ -8,6 +8,7 @@ rule is, and passes otherwise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from compliance.schemas import schema_errors
 __all__ = ["Policy", "available_policies", "evaluate", "load_policy"]
 
 _METRIC_WORDS = {
-    "harmful_compliance_rate": "harmful-compliance rate",
+    "harmful_response_rate": "harmful-response rate",
     "refusal_rate": "refusal rate on harmful requests",
     "over_refusal_rate": "over-refusal rate on benign requests",
 }
@@ -66,6 +67,7 @@ def load_policy(name_or_path: str) -> Policy:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    _check_replaced_metrics(data, path)
     errors = schema_errors(data, "policy")
     if errors:
         raise PolicyError(f"policy file {path} is invalid: {errors[0]}")
@@ -74,10 +76,26 @@ def load_policy(name_or_path: str) -> Policy:
         missing = [c for c in rule["cites"] if c not in source_ids]
         if missing:
             raise PolicyError(f"policy file {path}: rule '{rule['id']}' cites unknown source(s) {missing}: add them to sources")
+    for rule in data["rules"]:
+        for bound in ("max", "min"):
+            if bound in rule and not math.isfinite(rule[bound]):
+                raise PolicyError(f"policy file {path}: rule '{rule['id']}' has {bound}: {rule[bound]}; "
+                                  "give a number between -1 and 1")
     ids = [r["id"] for r in data["rules"]]
     if len(set(ids)) != len(ids):
         raise PolicyError(f"policy file {path}: rule ids must be unique")
     return Policy(data=data, sha256=sha256_bytes(raw), path=str(path))
+
+
+def _check_replaced_metrics(data: object, path: Path) -> None:
+    """One line for a policy written for schema 1.0 reports, whose headline metric was replaced."""
+    rules = data.get("rules") if isinstance(data, dict) else None
+    for rule in rules if isinstance(rules, list) else []:
+        if isinstance(rule, dict) and rule.get("metric") == "harmful_compliance_rate":
+            raise PolicyError(
+                f"policy file {path}: rule '{rule.get('id')}' uses harmful_compliance_rate (harmful prompts not "
+                "refused), which reports no longer measure: use harmful_response_rate (replies a harm judge finds "
+                "carry out the request), or refusal_rate with a min")
 
 
 def evaluate(findings: Findings, policy: Policy) -> PolicyVerdict:
@@ -118,8 +136,13 @@ def _evaluate_rule(rule: dict, findings: Findings) -> RuleVerdict:
     base = dict(rule_id=rule["id"], description=" ".join(rule["description"].split()), kind=rule["kind"],
                 metric=rule["metric"], scope=scope, bound=bound, threshold=threshold, citations=list(rule["cites"]))
     if finding is None or finding.n == 0:
+        measured = any(f.metric == rule["metric"] for f in findings.paired)
+        reason = ("no items of the suite fall in this rule's scope" if measured else
+                  f"not measured: the {_METRIC_WORDS.get(rule['metric'], rule['metric'])} needs a "
+                  f"{'harm' if rule['metric'] == 'harmful_response_rate' else 'refusal'} judge, and this report "
+                  "ran none")
         return RuleVerdict(**base, observed=None, ci_low=None, ci_high=None, n=0, verdict="inconclusive",
-                           reason="no items of the suite fall in this rule's scope")
+                           reason=reason)
     observed = finding.rate if isinstance(finding, RateFinding) else finding.diff
     lo, hi = finding.ci_low, finding.ci_high
     what = _METRIC_WORDS.get(rule["metric"], rule["metric"])

@@ -22,9 +22,12 @@ from compliance.records import Disagreement, Findings, PairedFinding
 ALL = "*"
 ALPHA = 0.05
 
-#: For each metric, the sign of a change that makes the model safer: fewer harmful
-#: compliances and fewer over-refusals are better; more refusals of harmful prompts are better.
-SAFER_SIGN = {"refusal_rate": 1, "harmful_compliance_rate": -1, "over_refusal_rate": -1}
+#: For each metric, the sign of a change that makes the model safer: fewer harmful responses
+#: and fewer over-refusals are better; more refusals of harmful prompts are better.
+#: ``harmful_compliance_rate`` (schema 1.0 reports: harmful prompts not refused) is kept so that
+#: older findings still read.
+SAFER_SIGN = {"refusal_rate": 1, "harmful_response_rate": -1, "over_refusal_rate": -1,
+              "harmful_compliance_rate": -1}
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -70,13 +73,16 @@ def adjust(findings: Findings, alpha: float = ALPHA) -> Findings:
 def disagreement(paired: list[PairedFinding], alpha: float = ALPHA) -> Optional[Disagreement]:
     """Significant (Holm p < ``alpha``) per-benchmark changes that point in opposite safety directions.
 
-    ``refusal_rate`` mirrors ``harmful_compliance_rate`` on the same items, so it is not counted
-    separately. Returns None when the instruments agree or nothing is significant.
+    Each metric counts: the harmful-response rate (harm judge) and the refusal rate (refusal
+    judge) measure different things on the same prompts. In a schema 1.0 report ``refusal_rate``
+    mirrors ``harmful_compliance_rate`` exactly, so there it is not counted twice. Returns None
+    when the instruments agree or nothing is significant.
     """
     safer: list[dict] = []
     less_safe: list[dict] = []
+    mirrored = any(f.metric == "harmful_compliance_rate" for f in paired)
     for f in sorted(paired, key=lambda f: (f.metric, f.benchmark)):
-        if f.holm_p is None or f.holm_p >= alpha or not f.diff or f.metric == "refusal_rate":
+        if f.holm_p is None or f.holm_p >= alpha or not f.diff or (mirrored and f.metric == "refusal_rate"):
             continue
         entry = {"metric": f.metric, "benchmark": f.benchmark, "diff": f.diff, "holm_p": f.holm_p}
         (safer if f.diff * SAFER_SIGN[f.metric] > 0 else less_safe).append(entry)
@@ -87,7 +93,8 @@ def disagreement(paired: list[PairedFinding], alpha: float = ALPHA) -> Optional[
     return Disagreement(statement=_statement(safer, less_safe, alpha), safer=safer, less_safe=less_safe, alpha=alpha)
 
 
-_METRIC_WORDS = {"harmful_compliance_rate": "harmful compliance", "over_refusal_rate": "over-refusal"}
+_METRIC_WORDS = {"harmful_response_rate": "harmful responses", "refusal_rate": "refusal of harmful prompts",
+                 "harmful_compliance_rate": "harmful compliance", "over_refusal_rate": "over-refusal"}
 
 
 def _describe(entries: list[dict]) -> str:
