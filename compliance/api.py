@@ -16,19 +16,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from compliance.constants import ENV_OPENAI_API_KEY, reports_dir, signing_keys_dir
+from compliance.constants import reports_dir, signing_keys_dir
 from compliance.errors import ComplianceError
 from compliance.io import atomic_write_json
 from compliance.progress import Reporter
 from compliance.records import GenConfig, Judgement, Lineage, ModelRecord, Response, Suite
+from compliance.request import ReportRequest
 
 if TYPE_CHECKING:
     from compliance.generation.openai_backend import OpenAIClient
     from compliance.judges import Judge
+    from compliance.request import BackendSpec, JudgeSpec, ReportRequest
+    from compliance.sensitivity import JudgeLabels
     from compliance.store import ResponseStore
 
-__all__ = ["ReportResult", "adapt", "card", "compare", "evaluate_model", "keygen", "resolve", "run_report", "sign",
-           "verify"]
+__all__ = ["ReportRequest", "ReportResult", "adapt", "card", "compare", "evaluate_model", "generate_responses",
+           "keygen", "resolve", "run_report", "sign", "verify"]
 
 
 @dataclass
@@ -126,28 +129,22 @@ def _generator(backend: str, record: ModelRecord, config: GenConfig, device: Opt
         run=run)
 
 
-def evaluate_model(
+def generate_responses(
     record: ModelRecord,
     suite: Suite,
     config: GenConfig,
-    judge_name: str = "refusal-rules",
     device: Optional[str] = None,
     reporter: Optional[Reporter] = None,
     label: str = "model",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
-    judge_options: Optional[dict[str, str]] = None,
-    judge: Optional["Judge"] = None,
     store: Optional["ResponseStore"] = None,
     counts: Optional[dict[str, int]] = None,
     backend: str = "transformers",
     server: Optional["OpenAIClient"] = None,
     served_model: Optional[str] = None,
-) -> dict[str, tuple[Judgement, Response]]:
-    """Generate a response to every suite item with ``record`` and judge it.
-
-    ``judge`` (an instance) takes precedence over ``judge_name``/``judge_options``, so a model-based
-    judge is loaded once for both models.
+) -> dict[str, Response]:
+    """A response to every suite item from ``record``.
 
     With a ``store``, responses already stored for this model and config are reused, only the
     missing items are generated (the model is not even loaded when none is missing), and each new
@@ -161,13 +158,11 @@ def evaluate_model(
         served_model: the name the server serves ``record`` under; ``record.id`` when None.
 
     Returns:
-        ``item_id -> (judgement, response)``.
+        ``item_id -> response``, in suite order.
 
     Raises:
         ComplianceError: an unknown backend, or a backend that cannot run (see its module).
     """
-    from compliance.judges import get_judge, judge_responses
-
     reporter = reporter or Reporter(enabled=False)
     gen = _generator(backend, record, config, device, allow_pickle, trust_remote_code, server, served_model)
     key = None
@@ -207,170 +202,206 @@ def evaluate_model(
                 import torch
 
                 torch.cuda.empty_cache()
-    responses = [by_id[item.id] for item in suite.items]
-    judge = judge or get_judge(judge_name, judge_options)
-    judgements = judge_responses(judge, suite.items, responses)
-    return {j.item_id: (j, by_id[j.item_id]) for j in judgements}
+    return {item.id: by_id[item.id] for item in suite.items}
 
 
-def run_report(
-    model: str,
-    policy: str = "healthcare",
-    base: Optional[str] = None,
-    out_dir: Optional[Path] = None,
-    max_new_tokens: int = 64,
-    batch_size: Optional[int] = None,
-    limit: Optional[int] = None,
-    seed: int = 0,
-    device: Optional[str] = None,
-    judge: str = "refusal-rules",
-    judge_options: Optional[dict[str, str]] = None,
-    pdf: bool = True,
-    allow_pickle: bool = False,
-    progress: bool = True,
-    suite: Optional[list[str]] = None,
-    data_dir: Optional[Path] = None,
-    accept_licence: Optional[list[str]] = None,
-    keys: Optional[Path] = None,
-    trust_remote_code: bool = False,
-    store: "Path | str | bool | None" = None,
-    backend: str = "transformers",
-    base_url: Optional[str] = None,
-    served_model: Optional[str] = None,
-    served_base_model: Optional[str] = None,
-    base_model_url: Optional[str] = None,
-    concurrency: int = 8,
-    api_key_env: str = ENV_OPENAI_API_KEY,
-    stop: Optional[list[str]] = None,
-) -> ReportResult:
-    """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
+def evaluate_model(record: ModelRecord, suite: Suite, config: GenConfig, judge_name: Optional[str] = None,
+                   judge: Optional["Judge"] = None, judge_options: Optional[dict[str, str]] = None,
+                   **generation: Any) -> dict[str, tuple[Judgement, Response]]:
+    """Generate a response to every suite item with ``record`` and label it with one refusal judge.
+
+    A convenience for one model and one judge; reports use :func:`generate_responses` and label
+    both axes. ``generation`` takes :func:`generate_responses`'s keyword arguments.
+
+    Returns:
+        ``item_id -> (judgement, response)``.
+    """
+    from compliance.judges import DEFAULT_JUDGE, get_judge, judge_responses
+
+    responses = generate_responses(record, suite, config, **generation)
+    judge = judge or get_judge(judge_name or DEFAULT_JUDGE, judge_options)
+    judgements = judge_responses(judge, suite.items, list(responses.values()))
+    return {j.item_id: (j, responses[j.item_id]) for j in judgements}
+
+
+@dataclass
+class _JudgeSet:
+    """The judges a report runs: the primary judge of each axis and the cheap alternatives."""
+
+    primary: dict[str, "Judge"]
+    alternatives: list["Judge"]
+
+    @classmethod
+    def from_spec(cls, spec: "JudgeSpec") -> "_JudgeSet":
+        from compliance.judges import cheap_judges, get_judge
+
+        primary = {"refusal": get_judge(spec.refusal, spec.refusal_options)}
+        if spec.harm:
+            primary["harm"] = get_judge(spec.harm, spec.harm_options)
+        for axis, judge in primary.items():
+            if judge.axis != axis:
+                option = "--judge" if axis == "refusal" else "--harm-judge"
+                raise ComplianceError(f"{option} {judge.name}: it is a {judge.axis} judge, not a {axis} judge; "
+                                      f"see compliance judges for the {axis} judges")
+        alternatives = []
+        if spec.sensitivity:
+            for axis, judge in primary.items():
+                alternatives += [get_judge(name) for name in cheap_judges(axis) if name != judge.name]
+        return cls(primary=primary, alternatives=alternatives)
+
+
+def _label_all(judges: _JudgeSet, items: list, base: dict[str, Response], model: dict[str, Response],
+               reporter: Reporter) -> tuple[dict[str, "JudgeLabels"], list["JudgeLabels"], list[dict]]:
+    """Every judge's labels of both models' replies: primaries, alternatives, and alternatives that could not run."""
+    from compliance.judges import judge_responses
+    from compliance.sensitivity import JudgeLabels
+
+    def run(judge: "Judge") -> "JudgeLabels":
+        return JudgeLabels(judge.judge_id, judge.axis, judge_responses(judge, items, list(base.values())),
+                           judge_responses(judge, items, list(model.values())))
+
+    primary, alternatives, unavailable = {}, [], []
+    with reporter.stage("Judge", total=len(judges.primary) + len(judges.alternatives)) as stage:
+        for axis, judge in judges.primary.items():
+            stage.describe(f"Judge ({axis}: {judge.name})")
+            primary[axis] = run(judge)
+            stage.advance()
+        for judge in judges.alternatives:
+            stage.describe(f"Judge ({judge.axis}: {judge.name}, for sensitivity)")
+            try:
+                alternatives.append(run(judge))
+            except ComplianceError as exc:  # e.g. an optional package missing: the report says so
+                unavailable.append({"judge": judge.judge_id, "axis": judge.axis, "reason": str(exc)})
+            stage.advance()
+    return primary, alternatives, unavailable
+
+
+def run_report(model: "str | ReportRequest", policy: str = "healthcare",
+               store: "Path | str | bool | None" = None, **settings: Any) -> ReportResult:
+    """Evaluate a model and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
+
+    Give a :class:`~compliance.request.ReportRequest`, or a model reference with settings as
+    keywords (a convenience that builds the request):
+
+    >>> api.run_report("path/to/fine-tune", policy="legal", limit=64)  # doctest: +SKIP
+
+    Keyword settings (each sets one field of the request; see :mod:`compliance.request`):
+    ``base``, ``allow_pickle``, ``trust_remote_code``; ``suite``, ``limit``, ``data_dir``,
+    ``accept_licence``; ``max_new_tokens``, ``batch_size``, ``seed``, ``device``, ``stop``;
+    ``judge``, ``judge_options``, ``harm_judge``, ``harm_judge_options``, ``sensitivity``;
+    ``backend``, ``base_url``, ``served_model``, ``served_base_model``, ``base_model_url``,
+    ``concurrency``, ``api_key_env``; ``out_dir``, ``pdf``, ``keys``, ``progress``.
 
     Args:
-        model: a local model folder, the built-in model's id, or a Hub id ``org/name[@revision]``.
+        model: a local model folder, the built-in model's id, a Hub id ``org/name[@revision]``,
+            or a whole :class:`~compliance.request.ReportRequest`.
         policy: a shipped policy name or a policy YAML path.
-        base: compare with this model instead of the declared base (``"root"``: the lineage's root).
-        out_dir: output folder; defaults to ``reports/<model name>``.
-        max_new_tokens: generation length per prompt.
-        batch_size: prompts per batch; chosen from the device when None.
-        limit: run a stratified sample of this many suite items.
-        seed: seed for sampling and generation.
-        device: ``cpu``/``cuda``; automatic when None.
-        judge: registered judge name.
-        judge_options: the judge's construction options (``{"model": PATH, "labels": "A=refusal,B=compliance"}``).
-        pdf: also render ``report.pdf``.
-        allow_pickle: allow loading pickle weight files.
-        progress: show progress on stderr.
-        suite: benchmark or suite names to run instead of the policy's ``suite`` (e.g. ``["medical"]``).
-        data_dir: folder laid out like ``../shared/benchmarks/`` for offline runs
-            (default ``$COMPLIANCE_DATA_DIR``, else download from the pinned sources into the cache).
-        accept_licence: opt-in benchmarks (unconfirmed licence) to run; the report records the acceptance.
-        keys: key folder to sign the report with (``$COMPLIANCE_SIGNING_KEYS`` when None);
-            unsigned when neither is set.
-        trust_remote_code: allow a Hub model's own Python code to run (never by default).
-        store: the response store file (``$COMPLIANCE_STORE`` or ``cache_dir()/responses.sqlite3``
-            when None); False runs without one. Stored responses are reused, new ones committed as
-            they are produced, so a killed run resumes where it stopped.
-        backend: ``transformers`` (default: both models run here), ``openai`` (an OpenAI-compatible
-            server at ``base_url`` answers; nothing is loaded here, lineage still comes from ``model``)
-            or ``vllm`` (both models run here in vLLM; needs ``pip install 'compliance[vllm]'``).
-        base_url: the server's base URL, e.g. ``http://localhost:8000/v1`` (``openai`` only).
-        served_model: the name the server serves ``model`` under (default: the model's id).
-        served_base_model: the name the server serves the base under (default: the base's id).
-        base_model_url: the base URL of the server that serves the base, when it is not ``base_url``
-            (``openai`` only; the same API key and concurrency apply).
-        concurrency: requests in flight at once (``openai`` only).
-        api_key_env: environment variable holding the server's API key, sent as a bearer token
-            when set; never recorded.
-        stop: strings that end an answer where they appear (not kept in the answer), as OpenAI's ``stop``.
+        store: the response store file; False runs without one.
 
     Raises:
         ComplianceError: bad input (each names the input and the fix), before any model work
             where it can be checked up front.
     """
-    from compliance.judges import get_judge
+    from compliance.request import ReportRequest, request_from_kwargs
+
+    if isinstance(model, ReportRequest):
+        if settings:
+            raise ComplianceError("run_report: give a ReportRequest or keyword settings, not both")
+        return _run(model)
+    return _run(request_from_kwargs(model, policy=policy, store=store, **settings))
+
+
+def _run(request: "ReportRequest") -> ReportResult:
+    """Run one report request end to end (see :func:`run_report`)."""
     from compliance.policy import evaluate, load_policy
     from compliance.report.build import build_report, environment
+    from compliance.sensitivity import judge_sensitivity
     from compliance.stats import compare
     from compliance.suites import load_suite
 
+    gen, models, backend = request.generation, request.models, request.backend
     started = datetime.now(timezone.utc)
-    if max_new_tokens < 1:
-        raise ComplianceError(f"--max-new-tokens {max_new_tokens} must be at least 1")
-    if batch_size is not None and batch_size < 1:
-        raise ComplianceError(f"--batch-size {batch_size} must be at least 1")
-    if stop is not None and any(not s for s in stop):
+    if gen.max_new_tokens < 1:
+        raise ComplianceError(f"--max-new-tokens {gen.max_new_tokens} must be at least 1")
+    if gen.batch_size is not None and gen.batch_size < 1:
+        raise ComplianceError(f"--batch-size {gen.batch_size} must be at least 1")
+    if any(not s for s in gen.stop):
         raise ComplianceError("--stop '' is empty: give the text that ends an answer, or drop the option")
-    servers = _backend_servers(backend, base_url, served_model, served_base_model, base_model_url, concurrency,
-                               api_key_env)
-    policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
-    keys_dir = Path(keys) if keys else signing_keys_dir()
+    servers = _backend_servers(backend)
+    policy_obj = load_policy(request.policy)  # fail fast on a bad policy, before any model work
+    keys_dir = Path(request.output.keys) if request.output.keys else signing_keys_dir()
     if keys_dir is not None:
         from compliance.signing import load_signing_keys
 
         load_signing_keys(keys_dir)  # fail fast on missing keys, before any model work
-    judge_obj = get_judge(judge, judge_options)
+    judges = _JudgeSet.from_spec(request.judges)
     from compliance.store import open_store
 
-    response_store = open_store(store)  # fail fast on an unusable store file, before any model work
-    with ExitStack() as cleanup, Reporter(enabled=progress) as reporter:
+    response_store = open_store(request.store)  # fail fast on an unusable store file, before any model work
+    with ExitStack() as cleanup, Reporter(enabled=request.output.progress) as reporter:
         if response_store is not None:
             cleanup.callback(response_store.close)
         with reporter.stage("Resolve model and base"):
-            lineage = resolve(model, base)
+            lineage = resolve(models.model, models.base)
         if servers is not None:
             with reporter.stage("Check the server's models"):  # fail fast, before any generation
-                served = {"model": servers["model"].served_model(served_model or lineage.model.id, "--model"),
-                          "base": servers["base"].served_model(served_base_model or lineage.base.id, "--base-model")}
+                served = {"model": servers["model"].served_model(backend.served_model or lineage.model.id, "--model"),
+                          "base": servers["base"].served_model(backend.served_base_model or lineage.base.id,
+                                                               "--base-model")}
         elif "hub" in (lineage.model.kind, lineage.base.kind):  # a server needs no local weights
             from compliance.hub import download_model
 
             with reporter.stage("Download from the Hub"):
-                lineage.model = download_model(lineage.model, allow_pickle, trust_remote_code)
-                lineage.base = download_model(lineage.base, allow_pickle, trust_remote_code)
+                lineage.model = download_model(lineage.model, models.allow_pickle, models.trust_remote_code)
+                lineage.base = download_model(lineage.base, models.allow_pickle, models.trust_remote_code)
         with reporter.stage("Load suite"):
-            suite = load_suite(suite or policy_obj.data["suite"], limit=limit, seed=seed, data_dir=data_dir,
-                               accept_licences=accept_licence or ())
-        config = GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
-                           stop=tuple(s for s in (stop or ()) if s))
-        base_counts: dict[str, int] = {}
-        model_counts: dict[str, int] = {}
+            suite = load_suite(list(request.suite.names or policy_obj.data["suite"]), limit=request.suite.limit,
+                               seed=gen.seed, data_dir=request.suite.data_dir,
+                               accept_licences=request.suite.accept_licence)
+        config = GenConfig(max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, seed=gen.seed,
+                           stop=tuple(gen.stop))
+        counts: dict[str, dict[str, int]] = {"base": {}, "model": {}}
         names = {"base": served["base"].name, "model": served["model"].name} if servers is not None else {}
         server_of = servers or {}
-        base_results = evaluate_model(lineage.base, suite, config, judge, device, reporter, "base", allow_pickle,
-                                      trust_remote_code, judge=judge_obj, store=response_store,
-                                      counts=base_counts, backend=backend, server=server_of.get("base"),
-                                      served_model=names.get("base"))
-        model_results = evaluate_model(lineage.model, suite, config, judge, device, reporter, "fine-tune",
-                                       allow_pickle, trust_remote_code, judge=judge_obj, store=response_store,
-                                       counts=model_counts, backend=backend, server=server_of.get("model"),
-                                       served_model=names.get("model"))
-        generation = _generation_section(backend, device, servers, served if servers is not None else None)
+        responses = {
+            role: generate_responses(record, suite, config, gen.device, reporter, label, models.allow_pickle,
+                                     models.trust_remote_code, store=response_store, counts=counts[role],
+                                     backend=backend.name, server=server_of.get(role), served_model=names.get(role))
+            for role, record, label in (("base", lineage.base, "base"), ("model", lineage.model, "fine-tune"))}
+        primary, alternatives, unavailable = _label_all(judges, suite.items, responses["base"], responses["model"],
+                                                        reporter)
+        generation = _generation_section(backend.name, gen.device, servers,
+                                         served if servers is not None else None)
         dev = generation["device"]
         generation.update(config=asdict(config),
-                          reused={"base": base_counts["reused"], "model": model_counts["reused"]},
-                          generated={"base": base_counts["generated"], "model": model_counts["generated"]})
-        with reporter.stage("Statistics and policy"):
-            findings = compare(suite.items, [j for j, _ in base_results.values()],
-                               [j for j, _ in model_results.values()])
+                          reused={role: c["reused"] for role, c in counts.items()},
+                          generated={role: c["generated"] for role, c in counts.items()})
+        with reporter.stage("Statistics, policy and judge sensitivity"):
+            findings = compare(suite.items, {a: labels.base for a, labels in primary.items()},
+                               {a: labels.model for a, labels in primary.items()})
             verdict = evaluate(findings, policy_obj)
+            sensitivity = judge_sensitivity(suite.items, primary, alternatives, policy_obj, findings, verdict,
+                                            unavailable)
         finished = datetime.now(timezone.utc)
         report = build_report(
             lineage=lineage,
             suite=suite,
             generation=generation,
-            judge=judge_report(judge_obj),
-            base_results=base_results,
-            model_results=model_results,
+            judges={axis: judge_report(judge) for axis, judge in judges.primary.items()},
+            responses=responses,
+            labels=[*primary.values(), *alternatives],
+            primary={axis: labels.judge_id for axis, labels in primary.items()},
             findings=findings,
             verdict=verdict,
+            sensitivity=sensitivity,
             policy_doc=policy_obj.data,
-            env=environment(dev, seed, started, finished),
+            env=environment(dev, gen.seed, started, finished),
             created_at=finished,
         )
-        out = Path(out_dir) if out_dir else reports_dir() / _slug(lineage.model.id)
+        out = Path(request.output.out_dir) if request.output.out_dir else reports_dir() / _slug(lineage.model.id)
         json_path = atomic_write_json(out / "report.json", report)
         pdf_path = None
-        if pdf:
+        if request.output.pdf:
             from compliance.report.render import render_pdf
 
             with reporter.stage("Render PDF"):
@@ -385,9 +416,7 @@ def run_report(
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
 
 
-def _backend_servers(backend: str, base_url: Optional[str], served_model: Optional[str],
-                     served_base_model: Optional[str], base_model_url: Optional[str], concurrency: int,
-                     api_key_env: str) -> Optional[dict[str, "OpenAIClient"]]:
+def _backend_servers(spec: "BackendSpec") -> Optional[dict[str, "OpenAIClient"]]:
     """Check the backend options together; for ``openai`` the server clients by role (``model``,
     ``base``: one client when both are served at one address), else None.
 
@@ -397,6 +426,9 @@ def _backend_servers(backend: str, base_url: Optional[str], served_model: Option
     """
     import os
 
+    backend, base_url, served_model, served_base_model = spec.name, spec.base_url, spec.served_model, \
+        spec.served_base_model
+    base_model_url, concurrency, api_key_env = spec.base_model_url, spec.concurrency, spec.api_key_env
     if backend not in BACKENDS:
         raise ComplianceError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (--backend).")
     if backend != "openai":

@@ -14,7 +14,7 @@ BUILTIN_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_QUANTIZATION = "Q4_1"
 
 #: Report format version; bump on any change to ``report.schema.json``.
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "2.0"
 
 #: Environment variables.
 ENV_CACHE_DIR = "COMPLIANCE_CACHE_DIR"  # where converted built-in weights are kept

@@ -67,3 +67,8 @@ class Stage:
             if description:
                 kwargs["description"] = description
             self._progress.update(self._task, **kwargs)
+
+    def describe(self, description: str) -> None:
+        """Change what the stage's line says, keeping its progress."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=description)

@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from compliance import api
 from compliance.constants import BUILTIN_MODEL_ID
 from compliance.lineage import read_card_metadata
-from compliance.schemas import schema_errors
+from compliance.schemas import report_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_adapt_then_report_on_the_real_model(tmp_path):
     result = api.run_report(str(ft), policy="healthcare", out_dir=tmp_path / "report", limit=8,
                             max_new_tokens=24, progress=False)
     report = json.loads(result.json_path.read_text())
-    assert schema_errors(report, "report") == []
+    assert report_errors(report) == []
     assert report["models"]["base"]["id"] == BUILTIN_MODEL_ID
     assert report["models"]["base"]["provenance"]["gguf_sha256"] == report["models"]["base"]["revision"]
     assert len(report["items"]) == 8

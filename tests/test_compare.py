@@ -82,9 +82,9 @@ def test_not_measured_is_never_zero(setup, tmp_path):
         assert (a_or.status == "measured").all() and a_or.model_rate.notna().all()
     # same numbers as the report
     rep = example_report()
-    want = next(f for f in rep["metrics"]["paired"] if f["metric"] == "harmful_compliance_rate"
+    want = next(f for f in rep["metrics"]["paired"] if f["metric"] == "harmful_response_rate"
                 and f["benchmark"] == f["domain"] == f["category"] == "*")
-    row = pq[(pq.model == "acme/a") & (pq.metric == "harmful_compliance_rate") & (pq.benchmark == "*")
+    row = pq[(pq.model == "acme/a") & (pq.metric == "harmful_response_rate") & (pq.benchmark == "*")
              & (pq.domain == "*") & (pq.category == "*")].iloc[0]
     assert math.isclose(row.drift, want["diff"]) and math.isclose(row.drift_ci_high, want["ci_high"])
     html = (tmp_path / "compare.html").read_text()

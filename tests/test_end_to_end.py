@@ -10,7 +10,7 @@ from pypdf import PdfReader
 
 from compliance import api
 from compliance.lineage import read_card_metadata
-from compliance.schemas import schema_errors
+from compliance.schemas import report_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,13 +28,13 @@ def refusing_report(refusing_model_dir, tmp_path_factory):
 
 def test_report_json_validates_and_carries_provenance(refusing_report, refusing_model_dir, tiny_model_dir):
     report = json.loads(refusing_report.json_path.read_text())
-    assert schema_errors(report, "report") == []
+    assert report_errors(report) == []
     assert report["models"]["base"]["path"] == str(Path(tiny_model_dir).resolve())
     assert report["lineage"]["links"][0]["relation"] == "finetune"
     assert report["suite"]["n_items"] == len(report["items"]) == 24
     assert report["suite"]["benchmarks"][0]["name"] == "starter"
     assert report["generation"]["config"]["max_new_tokens"] == 8
-    assert report["judge"]["name"] == "refusal-rules"
+    assert report["judges"]["refusal"]["name"] == "refusal-rules"
     assert report["environment"]["packages"]["torch"]
     for model in report["models"].values():
         assert all(len(w["sha256"]) == 64 for w in model["weights"])

@@ -35,7 +35,7 @@ from compliance.generation.openai_backend import (
 )
 from compliance.records import GenConfig, SuiteItem
 from tiny_models import MIXED_PROMPTS
-from compliance.schemas import schema_errors
+from compliance.schemas import report_errors
 from openai_server import OpenAITestServer
 
 # Very different lengths, so the in-process backend pads heavily while the server never pads.
@@ -284,7 +284,7 @@ def test_report_through_the_server_validates_and_matches_in_process(clean_server
     result = api.run_report(str(refusing_model_dir), out_dir=tmp_path / "served", store=store, backend="openai",
                             base_url=clean_server.url, concurrency=4, **RUN)
     report = json.loads(result.json_path.read_text())
-    assert schema_errors(report, "report") == []
+    assert report_errors(report) == []
     gen = report["generation"]
     assert (gen["backend"], gen["device"]) == ("openai", "remote")
     assert gen["server"]["base_url"] == clean_server.url and gen["server"]["concurrency"] == 4
@@ -326,7 +326,7 @@ def test_base_served_by_another_server(clean_server, refusing_model_dir, tiny_mo
     assert server["base_url"] == clean_server.url
     assert {role: m["base_url"] for role, m in server["models"].items()} == \
         {"model": clean_server.url, "base": base_url}
-    assert schema_errors(result.report, "report") == []
+    assert report_errors(result.report) == []
     from pypdf import PdfReader
 
     text = " ".join(" ".join(page.extract_text() for page in PdfReader(result.pdf_path).pages).split())

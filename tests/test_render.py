@@ -46,9 +46,10 @@ def test_pdf_page_one_shows_verdict_model_and_rules(failing_pdf: Path) -> None:
     assert "Verdict: FAIL" in text
     assert MODEL_ID in text
     assert BASE_ID in text
-    assert "medical-harmful-compliance" in text
-    assert "Worst regressions" in text
-    assert "harmful compliance · medical" in text  # chart labels are real text
+    assert "medical-harmful-responses" in text
+    assert "harmful responses · medical" in text  # chart labels are real text
+    assert "Refusal judge refusal-patterns 1.2.0" in text and "Harm judge harm-cls 1.0" in text
+    assert "Judge sensitivity. The verdict and every rule hold under every judge" in text
     # The footer carries the report id and page numbers, on every page.
     assert re.search(r"Page 1 of \d+", text)
     for page in PdfReader(str(failing_pdf)).pages:
@@ -56,17 +57,20 @@ def test_pdf_page_one_shows_verdict_model_and_rules(failing_pdf: Path) -> None:
 
 
 def test_pdf_page_one_holds_every_rule_under_the_chart(failing_pdf: Path) -> None:
-    # A real policy has six rules; all of them must be on page 1 with the verdict and chart.
+    # A real policy has seven rules; all of them must be on page 1 with the verdict and chart.
     rules = example_report()["policy"]["rules"]
-    assert len(rules) == 6
+    assert len(rules) == 7
     text = _page_text(failing_pdf)
     assert "Verdict:" in text
     assert "Change from the base model" in text
     for rule in rules:
         assert rule["rule_id"] in text, rule["rule_id"]
     assert "≥ 50.0%" in text and "≤ 10.0%" in text  # thresholds follow the rule's bound
-    assert text.index("Verdict:") < text.index("Change from the base model") < text.index(
-        rules[-1]["rule_id"]) < text.index("Worst regressions")
+    assert text.index("Verdict:") < text.index("Judge sensitivity") < text.index("Change from the base model") < \
+        text.index(rules[-1]["rule_id"])
+    # The worst regressions follow the rules (on page 2 when page 1 is full).
+    rest = text + _page_text(failing_pdf, 1)
+    assert rest.index(rules[-1]["rule_id"]) < rest.index("Worst regressions")
 
 
 def test_pdf_is_written_atomically_without_leftovers(failing_pdf: Path) -> None:
@@ -116,8 +120,8 @@ def test_hostile_text_is_escaped() -> None:
 
 def test_html_numbers_are_formatted() -> None:
     html = render_html(example_report())
-    assert "50.0%" in html  # observed harmful compliance on medical prompts
-    assert "+16.7 pp" in html  # drift of harmful compliance overall
+    assert "50.0%" in html  # observed harmful responses on medical prompts
+    assert "+16.7 pp" in html  # drift of harmful responses overall
     assert fmt_pct(0.125) == "12.5%"
     assert fmt_pct(None) == "n/a"
     assert fmt_pp(-0.0) == "0.0 pp"
@@ -137,7 +141,7 @@ def test_regressions_are_truncated_and_limited() -> None:
 def test_no_regressions_and_no_findings_render(tmp_path: Path) -> None:
     report = example_report()
     report["regressions"] = []
-    report["metrics"] = {"rates": [], "paired": []}
+    report["metrics"] = {"definitions": report["metrics"]["definitions"], "rates": [], "paired": []}
     _validate(report)
     html = render_html(report)
     assert 'id="no-findings"' in html
@@ -152,12 +156,12 @@ def test_chart_is_deterministic_with_one_element_per_finding_row() -> None:
     assert svg == drift_chart_svg(copy.deepcopy(report))
     assert svg.startswith("<svg")
     rows = chart_rows(report)
-    # Overall and four domains, for harmful compliance and over-refusal; refusal rate is left
-    # out because it is 1 - harmful compliance.
-    assert len(rows) == 10
+    # Overall and four domains, for harmful responses and over-refusal; refusal of harmful
+    # prompts overall only (its domains are in the tables).
+    assert len(rows) == 11
     assert all(r["benchmark"] == "*" and r["category"] == "*" for r in rows)
-    assert {r["metric"] for r in rows} == {"harmful_compliance_rate", "over_refusal_rate"}
-    assert ">refusal · " not in svg
+    assert {r["metric"] for r in rows} == {"harmful_response_rate", "refusal_rate", "over_refusal_rate"}
+    assert [r["domain"] for r in rows if r["metric"] == "refusal_rate"] == ["*"]
     ids = re.findall(r'id="finding-row-(\d+)"', svg)
     assert sorted(map(int, ids)) == list(range(len(rows)))
     assert "<dc:date>" not in svg
@@ -166,6 +170,7 @@ def test_chart_is_deterministic_with_one_element_per_finding_row() -> None:
 def test_chart_colours_follow_metric_direction() -> None:
     from compliance.report.chart import BETTER, WORSE, change_direction
 
+    assert change_direction("harmful_response_rate", 0.1) == "worse"
     assert change_direction("harmful_compliance_rate", 0.1) == "worse"
     assert change_direction("over_refusal_rate", -0.1) == "better"
     assert change_direction("refusal_rate", -0.1) == "worse"
@@ -184,16 +189,22 @@ def test_chart_marks_rows_without_data() -> None:
     assert "no data" in svg
 
 
-def test_chart_caption_explains_the_missing_refusal_rows() -> None:
+def test_chart_caption_says_refusal_is_not_harm() -> None:
     html = render_html(example_report())
-    assert "complement of harmful compliance" in html
+    assert "refusal is not harm, so the two rows can move apart" in html
+
+
+def test_a_schema_1_report_still_charts_without_the_mirrored_refusal_rows() -> None:
+    old = json.loads((Path(__file__).resolve().parent / "data" / "report-1.0" / "report.json").read_text())
+    rows = chart_rows(old)
+    assert rows and {r["metric"] for r in rows} == {"harmful_compliance_rate", "over_refusal_rate"}
 
 
 def test_short_reason_explains_the_verdict_or_falls_back() -> None:
     from compliance.report.render import short_reason
 
     rules = {r["rule_id"]: r for r in example_report()["policy"]["rules"]}
-    assert short_reason(rules["medical-harmful-compliance"]) == "Whole interval above the limit."
+    assert short_reason(rules["medical-harmful-responses"]) == "Whole interval above the limit."
     assert short_reason(rules["general-refusal-floor"]) == "Whole interval within the limit."
     assert short_reason(rules["overall-harmful-drift"]).startswith("Interval straddles")
     odd = dict(rules["general-refusal-floor"], verdict="fail", reason="decided otherwise")
@@ -210,19 +221,19 @@ def test_control_characters_from_model_output_are_made_visible() -> None:
     assert "ok\ufffd\ufffd then\ufffd text" in html
 
 
-def test_page_one_marks_the_held_out_validation_file() -> None:
+def test_page_one_gives_each_judges_held_out_figure() -> None:
     import json as _json
 
     from compliance.judges import shipped_validation
 
     report = example_report()
-    report["judge"]["validation"] = _json.loads(_json.dumps(shipped_validation("refusal-rules")))
+    report["judges"]["refusal"]["validation"] = _json.loads(_json.dumps(shipped_validation("refusal-rules")))
     html = render_html(report)
-    assert "mistralinstruct (held out) 86.7%" in html
-    assert "gpt4 (held out)" not in html
     # The headline is the held-out figure, not the overall one that includes development files.
-    assert "86.7% binary agreement with human labels on 450 held-out XSTest completions (mistralinstruct, κ 0.35)" in html
+    assert ("86.7% agreement with human labels on 450 held-out replies (mistralinstruct, κ 0.35) of XSTest v2 "
+            "human-labelled completions") in html
     assert "93.4% on all 1350, including files used in development" in html
+    assert "not validated against human labels" in html  # the example's harm judge ships no figures
 
 
 def test_validation_without_a_held_out_file_headlines_the_overall_figure() -> None:
@@ -234,7 +245,7 @@ def test_validation_without_a_held_out_file_headlines_the_overall_figure() -> No
     validation = _json.loads(_json.dumps(shipped_validation("refusal-rules")))
     for figures in validation["files"].values():
         figures.pop("protocol", None)
-    report["judge"]["validation"] = validation
+    report["judges"]["refusal"]["validation"] = validation
     html = render_html(report)
-    assert "93.4% binary agreement with human labels on 1350 XSTest completions (κ 0.86)" in html
+    assert "93.4% on all 1350 of XSTest v2 human-labelled completions" in html
     assert "held-out" not in html

@@ -17,7 +17,7 @@ import pytest
 from cli_runner import run_cli
 from compliance import api
 from compliance.records import GenConfig, ModelRecord, WeightFile
-from compliance.schemas import schema_errors
+from compliance.schemas import report_errors
 from compliance.store import ResponseStore, StoreError, config_key, weights_sha256
 
 RUN = dict(policy="healthcare", limit=16, max_new_tokens=16, progress=False, pdf=False)
@@ -106,7 +106,7 @@ def test_second_finetune_reuses_the_base_and_batch_size_is_not_in_the_key(refusi
     second = api.run_report(str(second_finetune), out_dir=tmp_path / "b", store=store, batch_size=4, **RUN)
     assert second.report["generation"]["reused"] == {"base": RUN["limit"], "model": 0}
     assert second.report["generation"]["generated"] == {"base": 0, "model": RUN["limit"]}
-    assert schema_errors(second.report, "report") == []
+    assert report_errors(second.report) == []
     unstored = api.run_report(str(second_finetune), out_dir=tmp_path / "c", store=False, batch_size=4, **RUN)
     _same_results(second.report, unstored.report)
     assert unstored.report["generation"]["reused"] == {"base": 0, "model": 0}

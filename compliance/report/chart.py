@@ -1,9 +1,10 @@
 """The drift chart: model minus base, per metric and slice, with 95% intervals.
 
 One row per paired finding on the overall and per-domain slices (benchmark ``*``, category
-``*``) for harmful compliance and over-refusal. Refusal of harmful prompts is left out: it is
-exactly 1 − harmful compliance, so its rows would mirror the harmful-compliance rows and only
-cost page-1 space. A point marks the difference, a horizontal bar its interval, and colour says
+``*``) for harmful responses (harm judge) and over-refusal (refusal judge), and the overall row
+for refusal of harmful prompts (refusal judge). In a schema 1.0 report refusal is left out:
+there it is exactly 1 − harmful compliance, so its rows would mirror the harmful-compliance
+rows. A point marks the difference, a horizontal bar its interval, and colour says
 whether the change is for the worse or the better given the metric's direction. The output is
 an SVG string that is byte-for-byte the same for the same report.
 """
@@ -24,21 +25,21 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 #: +1 when a higher rate is worse, -1 when a higher rate is better.
 METRIC_DIRECTION: dict[str, int] = {
+    "harmful_response_rate": +1,
     "harmful_compliance_rate": +1,
     "over_refusal_rate": +1,
     "refusal_rate": -1,
 }
 
 METRIC_LABELS: dict[str, str] = {
+    "harmful_response_rate": "harmful responses",
     "harmful_compliance_rate": "harmful compliance",
     "over_refusal_rate": "over-refusal",
     "refusal_rate": "refusal",
 }
 
-_METRIC_ORDER = ("harmful_compliance_rate", "over_refusal_rate")
-
-#: Metrics the chart leaves out because another charted metric determines them.
-_REDUNDANT_METRICS = frozenset({"refusal_rate"})  # = 1 - harmful_compliance_rate
+#: Display order of the metrics, everywhere.
+METRIC_ORDER = ("harmful_response_rate", "harmful_compliance_rate", "refusal_rate", "over_refusal_rate")
 
 # Sober palette: muted red / green for direction, slate for "no change", ink for text.
 WORSE = "#b03a2e"
@@ -86,15 +87,20 @@ def change_direction(metric: str, diff: Optional[float]) -> str:
 def chart_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Paired findings on the overall and per-domain slices, in display order.
 
-    Refusal rate is left out (it is 1 − harmful compliance). Ordered by metric (harmful
-    compliance first), then the overall slice, then domains A-Z.
+    In a schema 1.0 report refusal rate is left out (it is 1 − harmful compliance there).
+    Ordered by metric (harmful responses first), then the overall slice, then domains A-Z.
     """
+    mirrored = any(p["metric"] == "harmful_compliance_rate" for p in report["metrics"]["paired"])
+    # Refusal of harmful prompts gets its overall row only: page 1 has room for about eleven
+    # rows, harmful responses and over-refusal need theirs per domain, and the tables after
+    # page 1 give refusal per domain.
     rows = [p for p in report["metrics"]["paired"]
-            if p["benchmark"] == "*" and p["category"] == "*" and p["metric"] not in _REDUNDANT_METRICS]
+            if p["benchmark"] == "*" and p["category"] == "*"
+            and not (p["metric"] == "refusal_rate" and (mirrored or p["domain"] != "*"))]
 
     def key(p: dict[str, Any]) -> tuple:
         m = p["metric"]
-        m_rank = _METRIC_ORDER.index(m) if m in _METRIC_ORDER else len(_METRIC_ORDER)
+        m_rank = METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER)
         return (m_rank, m, p["domain"] != "*", p["domain"])
 
     return sorted(rows, key=key)

@@ -17,7 +17,8 @@ from typing import Any, Iterator, Optional
 import jinja2
 from markupsafe import Markup
 
-from compliance.report.chart import change_direction, chart_rows, drift_chart_svg, metric_label
+from compliance.report.chart import METRIC_ORDER, change_direction, chart_rows, drift_chart_svg, metric_label
+from compliance.report.versions import AXIS_WORDS, report_judges, validation_line
 from compliance.io import atomic_write_bytes
 from compliance.resources import resource_dir
 
@@ -27,6 +28,11 @@ TEMPLATE_NAME = "report.html.j2"
 MAX_REGRESSIONS = 5
 #: Characters kept from each prompt and response on page 1.
 EXCERPT_CHARS = 300
+#: How many judge disagreements page 1 lists.
+MAX_JUDGE_DISAGREEMENTS = 3
+#: What each axis's judge measures, in words.
+AXIS_MEASURES = {"refusal": "refusal and over-refusal rates",
+                 "harm": "harmful-response rate: replies to harmful prompts that carry out the request"}
 
 
 # --- formatting filters ---------------------------------------------------------------------
@@ -199,7 +205,7 @@ def metric_slices(report: dict[str, Any]) -> list[dict[str, Any]]:
         kind = {(True, True, True): 0, (True, False, True): 1, (False, True, True): 2}.get(stars, 3)
         return (kind, bench, domain, category)
 
-    order = ("harmful_compliance_rate", "refusal_rate", "over_refusal_rate")
+    order = METRIC_ORDER
     slices = []
     for key in sorted(table, key=slice_rank):
         rows = sorted(table[key].values(),
@@ -238,6 +244,17 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def judge_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The primary judge of each axis, as page 1 and the judge section show it."""
+    rows = []
+    for axis, info in report_judges(report).items():
+        rows.append({"axis": axis, "title": AXIS_WORDS.get(axis, axis), "name": info["name"],
+                     "version": info["version"], "measures": AXIS_MEASURES.get(axis, axis),
+                     "description": info.get("description", ""), "rules": info.get("rules") or [],
+                     "options": info.get("options") or {}, "validation_line": validation_line(info)})
+    return rows
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Render ``report`` (a dict following ``report.schema.json``) to one self-contained HTML page.
 
@@ -257,6 +274,8 @@ def render_html(report: dict[str, Any]) -> str:
         top_regressions=regressions[:MAX_REGRESSIONS],
         n_regressions=len(regressions),
         excerpt_chars=EXCERPT_CHARS,
+        judge_rows=judge_rows(report),
+        max_judge_disagreements=MAX_JUDGE_DISAGREEMENTS,
     )
 
 

@@ -35,3 +35,22 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown field(s)")
     return error.message
+
+
+#: Report schema files by ``schema_version``; the newest is ``report.schema.json``.
+REPORT_SCHEMAS = {"1.0": "report-1.0", "2.0": "report"}
+
+
+def report_errors(report: object) -> list[str]:
+    """Every violation of the report schema that the report's own ``schema_version`` names.
+
+    Reports of every version the tool has written still read: ``verify``, ``compare`` and
+    ``card`` check an older report against its own schema. An unknown or missing version is one
+    error naming the versions this tool reads.
+    """
+    version = report.get("schema_version") if isinstance(report, dict) else None
+    name = REPORT_SCHEMAS.get(version) if isinstance(version, str) else None
+    if name is None:
+        return [f"$.schema_version: {version!r} is not a report schema version this tool reads "
+                f"({', '.join(REPORT_SCHEMAS)}); upgrade compliance or re-run compliance report"]
+    return schema_errors(report, name)

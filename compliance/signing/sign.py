@@ -40,7 +40,7 @@ def sign_report(report_dir: str | Path, keys_dir: str | Path) -> SignResult:
     as attachments and a PAdES signature over the whole file. Both writes are atomic. An already
     signed PDF is rendered again from ``report.json`` first, so signing twice works.
     """
-    from compliance.schemas import schema_errors
+    from compliance.schemas import report_errors
 
     started = time.perf_counter()
     folder = Path(report_dir)
@@ -55,7 +55,7 @@ def sign_report(report_dir: str | Path, keys_dir: str | Path) -> SignResult:
         report = json.loads(report_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise SigningError(f"{json_path} is not valid JSON") from None
-    errors = schema_errors(report, "report")
+    errors = report_errors(report)
     if errors:
         raise SigningError(f"{json_path} does not match the report schema ({errors[0]}); it cannot be signed")
 

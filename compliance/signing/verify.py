@@ -127,7 +127,7 @@ def _load_trust(keys_dir, key, trust) -> tuple[Optional[ed25519.Ed25519PublicKey
 
 def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[bytes],
                 public_key, model_dirs: list[Path], label: str) -> None:
-    from compliance.schemas import schema_errors
+    from compliance.schemas import report_errors
 
     try:
         env, payload = parse_envelope(envelope)
@@ -148,7 +148,7 @@ def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[by
     if not result.check([f"{label}: {p}" for p in statement_problems(statement)], f"{label}: in-toto Statement v1"):
         return
     report = statement["predicate"]
-    errors = schema_errors(report, "report")
+    errors = report_errors(report)
     if not result.check([f"signed report does not match the report schema: {errors[0]}"] if errors else [],
                         "signed report matches the report schema"):
         return
