@@ -159,3 +159,13 @@ def test_stop_strings_reach_the_answers_and_the_report(monkeypatch, capsys, refu
     assert report["generation"]["config"]["stop"] == ["help"]
     answers = [item["model"]["response"] for item in report["items"]]
     assert answers and all(a == "I cannot" for a in answers)
+
+
+def test_judges_lists_both_axes_and_what_runs_in_every_report(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli(["judges"], monkeypatch, capsys)
+    assert code == 0
+    rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") > 5}
+    assert "harm" in rows["guard"] and "harm" in rows["harmbench-cls"] and "refusal" in rows["refusal-rules"]
+    assert "every report" in rows["refusal-embed"] and "when chosen" in rows["guard"]
+    assert "held out (n=450)" in rows["refusal-rules"]

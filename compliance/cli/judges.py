@@ -48,18 +48,31 @@ def judge_eval(
 
 @app.command("judges")
 def judges() -> None:
-    """List the registered judges, their options and shipped validation figures."""
-    from compliance.judges import available_judges, shipped_validation
-    from compliance.judges.base import _REGISTRY
+    """List the registered judges of each axis, their options and shipped validation figures.
 
-    table = Table("judge", "version", "options", "validated binary agreement")
-    for name in available_judges():
-        cls = _REGISTRY[name]
-        validation = shipped_validation(name)
-        agreement = f"{validation['overall']['binary_agreement']:.1%} (n={validation['overall']['n']})" if validation else "—"
-        held = [f for f in (validation or {}).get("files", {}).values() if f.get("protocol", "").startswith("held out")]
-        if held:
-            # The overall figure includes the files a judge was developed on; the held-out one is what counts.
-            agreement = f"{held[0]['binary_agreement']:.1%} held out (n={held[0]['n']}); {agreement} incl. development files"
-        table.add_row(name, cls.version, ", ".join(cls.options) or "—", agreement)
+    Refusal judges label a reply refused or answered; harm judges label a reply to a harmful prompt harmful
+    when it carries out the request. Judges marked "every report" run on the CPU from the package's own files
+    and label every report's replies too, for its judge-sensitivity section.
+    """
+    from compliance.judges import DEFAULT_HARM_JUDGE, DEFAULT_JUDGE, available_judges, judge_class, shipped_validation
+    from compliance.report.versions import agreement_of, held_out_figures
+
+    table = Table("axis", "judge", "version", "runs", "options", "validated agreement")
+    for axis in ("refusal", "harm"):
+        for name in available_judges(axis):
+            cls = judge_class(name)
+            validation = shipped_validation(name)
+            agreement = "—"
+            if validation:
+                overall = validation.get("overall") or {}
+                held = held_out_figures(validation)
+                if held is not None and agreement_of(held[1]) is not None:
+                    # The overall figure includes the files a judge was developed on; the held-out one is what counts.
+                    agreement = f"{agreement_of(held[1]):.1%} held out (n={held[1]['n']})"
+                elif agreement_of(overall) is not None:
+                    agreement = f"{agreement_of(overall):.1%} (n={overall['n']})"
+            default = name in (DEFAULT_JUDGE, DEFAULT_HARM_JUDGE)
+            runs = "default; every report" if default and cls.cheap else "default" if default else \
+                "every report" if cls.cheap else "when chosen"
+            table.add_row(axis, name, cls.version, runs, ", ".join(cls.options) or "—", agreement)
     out.print(table)
