@@ -64,7 +64,8 @@ def test_report_refuses_a_metadata_only_base_in_one_line(meta_chain, tiny_model_
     client._MEMO.clear()
     code, _, err = run_cli(["report", "org/ft", "--no-pdf"], monkeypatch, capsys)
     assert code == 2 and len(err.strip().splitlines()) <= 4 and "Traceback" not in err
-    assert "holds no weight files" in err and "nearest ancestor with weights is 'org/pretrained'" in " ".join(err.split())
+    err = " ".join(err.split())
+    assert "holds no weight files" in err and "nearest ancestor with weights is 'org/pretrained'" in err
 
 
 def test_cli_tree_marks_metadata_only_ancestors(meta_chain, monkeypatch, capsys):

@@ -53,7 +53,7 @@ def _extra_hosts() -> list[str]:
 
 
 def trusted_url(url: str) -> bool:
-    """Whether a request to ``url`` may be sent: the endpoint's origin, the public Hub's file hosts, or a listed host."""
+    """Whether a request to ``url`` may go out: the endpoint's origin, the public Hub's file hosts, a listed host."""
     from compliance.hub.client import endpoint
 
     scheme, host, port = _origin(url)

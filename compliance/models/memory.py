@@ -84,13 +84,16 @@ def config_parameters(config: dict, where: str) -> int:
     return embeddings + sizes.get("layers", 0) * per_layer
 
 
-def estimate_load_bytes(record: ModelRecord, dtype_bytes: int) -> tuple[int, bool]:
-    """Bytes needed to hold ``record`` (and an adapter's base) at ``dtype_bytes`` a parameter, and exactness.
+def estimate_load_bytes(record: ModelRecord, dtype_bytes: int) -> tuple[int, bool, bool]:
+    """Bytes needed to hold ``record`` (and an adapter's base) at ``dtype_bytes`` a parameter.
 
-    The larger of what the weight files hold and what ``config.json`` describes (an estimate
-    from the configuration makes the figure a lower bound).
+    The larger of what the weight files hold and what ``config.json`` describes.
+
+    Returns:
+        ``(bytes, exact, from_config)``: ``exact`` when counted from weight-file headers;
+        ``from_config`` when the configuration described more than the weights hold.
     """
-    total, exact = 0, True
+    total, exact, from_config = 0, True, False
     for part in (record, record.adapter_base):
         if part is None:
             continue
@@ -98,9 +101,9 @@ def estimate_load_bytes(record: ModelRecord, dtype_bytes: int) -> tuple[int, boo
         config = _config_of(part)
         described = config_parameters(config, f"config.json of '{part.id}'") if config else 0
         if described > params:
-            params, part_exact = described, False
+            params, part_exact, from_config = described, False, True
         total, exact = total + params, exact and part_exact
-    return int(total * dtype_bytes * _OVERHEAD), exact
+    return int(total * dtype_bytes * _OVERHEAD), exact, from_config
 
 
 def _config_of(record: ModelRecord) -> Optional[dict]:
@@ -153,14 +156,15 @@ def check_fits(record: ModelRecord, device: str, dtype_bytes: int) -> None:
     Raises:
         ModelTooLargeError: the estimate exceeds what is free.
     """
-    need, exact = estimate_load_bytes(record, dtype_bytes)
+    need, exact, from_config = estimate_load_bytes(record, dtype_bytes)
     free = available_bytes(device)
     if free is None or need <= free:
         return
     where = "GPU memory" if device.startswith("cuda") else "RAM"
     qualifier = "about" if exact else "at least"
+    basis = " (what its config.json describes)" if from_config else ""
     raise ModelTooLargeError(
-        f"model '{record.id}' needs {qualifier} {need / _GIB:.1f} GiB of {where} to load with "
+        f"model '{record.id}' needs {qualifier} {need / _GIB:.1f} GiB of {where}{basis} to load with "
         f"{dtype_bytes} bytes a parameter, but only {free / _GIB:.1f} GiB is free on {device}: "
         "use a machine with more memory, a GPU (--device cuda), or a smaller or quantized model"
     )
