@@ -278,3 +278,22 @@ def test_the_metadata_cache_stays_inside_the_cache(hub, tmp_path):
     assert written and all(p.is_relative_to(tmp_path / "hf-home") for p in written)
     assert client._meta_dir().is_relative_to(tmp_path / "hf-home")
     shutil.rmtree(tmp_path / "hf-home")
+
+
+def test_which_hosts_downloads_may_reach(monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    from compliance.hub.guard import trusted_url
+
+    monkeypatch.delenv(ENV_HUB_HOSTS, raising=False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "https://huggingface.co")
+    assert trusted_url("https://huggingface.co/org/m/resolve/main/config.json")
+    assert trusted_url("https://cdn-lfs.hf.co/repos/ab/cd") and trusted_url("https://cas-bridge.xethub.hf.co/x")
+    assert not trusted_url("http://cdn-lfs.hf.co/repos/ab/cd")  # the public Hub's files come over https only
+    assert not trusted_url("https://huggingface.co.evil.example/x") and not trusted_url("https://169.254.169.254/")
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "http://mirror.internal:8080")
+    assert trusted_url("http://mirror.internal:8080/x") and not trusted_url("http://mirror.internal:9090/x")
+    assert not trusted_url("https://cdn-lfs.hf.co/x")  # a mirror's redirects are its own
+    monkeypatch.setenv(ENV_HUB_HOSTS, "files.internal, blobs.internal:9000")
+    assert trusted_url("https://files.internal/x") and trusted_url("http://blobs.internal:9000/x")
+    assert not trusted_url("http://blobs.internal:9001/x")

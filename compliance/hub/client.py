@@ -24,7 +24,7 @@ from compliance.errors import (
     HubUnreachableError,
     UnsafeModelError,
 )
-from compliance.hub.guard import check_repo_path, install_host_guard, refuse_untrusted
+from compliance.hub.guard import check_repo_path, install_host_guard, origin, refuse_untrusted
 from compliance.hub.refs import COMMIT_SHA, HubRef, looks_like_hub_id
 
 
@@ -204,7 +204,7 @@ def fetch_small_file(repo: HubRepo, filename: str, max_bytes: int = HUB_METADATA
                 if response.has_redirect_location:
                     target = str(response.url.join(response.headers["Location"]))
                     refuse_untrusted(target, where)
-                    if _origin_of(target) != _origin_of(url):
+                    if origin(target) != origin(url):
                         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                     url = target
                     continue
@@ -237,13 +237,6 @@ def _too_large(where: str, what: str, max_bytes: int) -> UnsafeModelError:
         f"model {where} {what}, more than the {max_bytes:,} bytes read of a metadata file: refused; "
         "report it to the repository's owners, or pass the model to compare with using --base"
     )
-
-
-def _origin_of(url: str) -> tuple[str, str]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc.lower()
 
 
 def _from_hub_cache(repo: HubRepo, filename: str) -> str:

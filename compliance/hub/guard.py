@@ -42,7 +42,8 @@ def check_repo_path(where: str, path: str) -> None:
         )
 
 
-def _origin(url: str) -> tuple[str, str, int]:
+def origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``url``, the port filled in from the scheme when it is not given."""
     parts = urlsplit(url)
     scheme = (parts.scheme or "").lower()
     return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 0)
@@ -56,8 +57,8 @@ def trusted_url(url: str) -> bool:
     """Whether a request to ``url`` may go out: the endpoint's origin, the public Hub's file hosts, a listed host."""
     from compliance.hub.client import endpoint
 
-    scheme, host, port = _origin(url)
-    ep_scheme, ep_host, ep_port = _origin(endpoint())
+    scheme, host, port = origin(url)
+    ep_scheme, ep_host, ep_port = origin(endpoint())
     if (scheme, host, port) == (ep_scheme, ep_host, ep_port):
         return True
     if any(h == host or h == f"{host}:{port}" for h in _extra_hosts()):
@@ -80,7 +81,7 @@ def refuse_untrusted(url: str, what: str) -> None:
         return
     from compliance.hub.client import endpoint
 
-    _, host, port = _origin(url)
+    _, host, port = origin(url)
     raise UnsafeModelError(
         f"the Hub at {endpoint()} redirected {what} to another host, {host}:{port}: refused, nothing was "
         f"fetched from it; if it is your mirror's file server, add it to {ENV_HUB_HOSTS}"
