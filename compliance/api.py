@@ -44,6 +44,18 @@ class ReportResult:
     report: dict
 
 
+def _require_evaluable(lineage: Lineage) -> None:
+    """Both models of a report need weight files; a metadata-only base names the nearest ancestor that has them."""
+    from compliance.models import require_weights
+
+    require_weights(lineage.model)
+    ids = [n.id for n in lineage.chain]
+    after = ids.index(lineage.base.id) + 1 if lineage.base.id in ids else len(ids)
+    with_weights = next((n.id for n in lineage.chain[after:] if n.has_weights), None)
+    hint = f" (the nearest ancestor with weights is '{with_weights}')" if with_weights else ""
+    require_weights(lineage.base, "comparison base", hint)
+
+
 def resolve(model: str, base: Optional[str] = None) -> Lineage:
     """Resolve ``model`` (a folder, the built-in id, or a Hub id ``org/name[@revision]``) and its base.
 
@@ -343,6 +355,7 @@ def _run(request: "ReportRequest") -> ReportResult:
             cleanup.callback(response_store.close)
         with reporter.stage("Resolve model and base"):
             lineage = resolve(models.model, models.base)
+            _require_evaluable(lineage)
         if servers is not None:
             with reporter.stage("Check the server's models"):  # fail fast, before any generation
                 served = {"model": servers["model"].served_model(backend.served_model or lineage.model.id, "--model"),

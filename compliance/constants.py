@@ -35,6 +35,18 @@ ENV_STORE = "COMPLIANCE_STORE"
 #: Bearer token for an OpenAI-compatible server (``--backend openai``); ``--api-key-env`` names
 #: another variable. Sent only to that server, never written to a report, a log or the store.
 ENV_OPENAI_API_KEY = "OPENAI_API_KEY"
+#: Extra hosts (comma-separated ``host`` or ``host:port``) that Hub downloads may be redirected to,
+#: beside the ``HF_ENDPOINT`` host itself and, for the public Hub, its ``*.huggingface.co`` and
+#: ``*.hf.co`` file hosts: a mirror's own file server. Requests to any other host are refused.
+ENV_HUB_HOSTS = "COMPLIANCE_HUB_HOSTS"
+
+#: The most bytes read of a repository's metadata file (model card, config.json, adapter_config.json).
+HUB_METADATA_MAX_BYTES = 4 * 1024**2
+#: The most bytes of a configuration or tokenizer file downloaded with a model (tokenizer.json of large
+#: vocabularies is tens of MB).
+HUB_SUPPORT_FILE_MAX_BYTES = 128 * 1024**2
+#: The largest safetensors header accepted: the format's own limit (100 MB).
+SAFETENSORS_HEADER_MAX_BYTES = 100_000_000
 
 
 def cache_dir() -> Path:

@@ -50,6 +50,15 @@ class HubGatedRepoError(ModelNotFoundError):
     """A Hub repository is gated or private and the current token (if any) has no access."""
 
 
+class UnsafeModelError(ModelNotFoundError):
+    """A model repository or folder holds something we refuse to read or load.
+
+    A file path that leaves the repository, a file larger than we read, a weight file whose
+    bytes are not what its name or its recorded digest says, or a redirect to a host that is
+    not the Hub's.
+    """
+
+
 class HubUnreachableError(ComplianceError):
     """The Hub (``HF_ENDPOINT``) cannot be reached, or offline mode is on and the cache is cold."""
 

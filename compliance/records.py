@@ -81,6 +81,10 @@ class LineageNode:
 
     ``relation``/``confidence``/``source`` are None for the root. ``parents`` lists a merge's
     direct parents (``id@revision``); the chain continues through their nearest common ancestor.
+    What was visible of the model: ``files`` (its file names), ``has_weights`` (False for a
+    metadata-only ancestor, which lineage passes through but which cannot be evaluated), and
+    ``unreadable`` (files the Hub refused: a gated repository and no token with access; its
+    lineage then comes from the Hub's API metadata).
     """
 
     id: str
@@ -92,6 +96,9 @@ class LineageNode:
     license: Optional[str] = None
     gated: Optional[str] = None
     parents: list[str] = field(default_factory=list)
+    has_weights: Optional[bool] = None
+    files: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
 
 
 @dataclass

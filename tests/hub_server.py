@@ -15,6 +15,13 @@ Serves fixture repositories from memory (files added from folders or bytes) to t
 - ``GET /api/models/{repo}/discussions``: the pull requests opened so far (one page), with the
   status in :attr:`FakeRepo.pull_requests` (tests may set it to ``merged`` or ``closed``).
 
+A hostile repository, for tests of what the client refuses: file names are served as given
+(``../x``, ``/abs``); a :class:`Streamed` file is generated as it is sent, never held (a 100 MB
+card costs no memory); :attr:`FakeRepo.listed` overrides what the listing says of a file (its
+size, its LFS sha256) while the bytes stay as they are; :attr:`FakeRepo.redirects` answers a
+file's resolve route with a redirect to another URL. :attr:`FakeHub.bytes_sent` counts the body
+bytes sent per file.
+
 Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
 ``GatedRepo`` (401 without a token, 403 with a token that has no access).
 Each revision has a fixed fake commit sha: ``sha1("{repo}@{revision}")``.
@@ -42,7 +49,29 @@ def fake_sha(repo_id: str, revision: str) -> str:
 
 
 def git_blob_oid(data: bytes) -> str:
+    if isinstance(data, Streamed):  # never hashed: it is never held
+        return hashlib.sha1(b"streamed %d\0" % len(data) + data.head).hexdigest()
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """File content generated while it is sent: ``head``, then filler up to ``size`` bytes in all."""
+
+    size: int
+    head: bytes = b""
+    filler: bytes = b"x"
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self, chunk_size: int = 1 << 16):
+        yield self.head
+        block = (self.filler * (chunk_size // len(self.filler) + 1))[:chunk_size]
+        left = self.size - len(self.head)
+        while left > 0:
+            yield block[:left]
+            left -= len(block)
 
 
 @dataclass
@@ -53,6 +82,8 @@ class FakeRepo:
     gated: Union[bool, str] = False
     private: bool = False
     heads: dict[str, str] = field(default_factory=dict)  # branch -> sha after a commit through the API
+    listed: dict[str, dict] = field(default_factory=dict)  # file -> {"size": .., "sha256": ..} the listing claims
+    redirects: dict[str, str] = field(default_factory=dict)  # file -> URL its resolve route redirects to
     pull_requests: dict[int, dict] = field(default_factory=dict)  # number -> {"title", "status"}
 
     def head(self, revision: str) -> str:
@@ -75,6 +106,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.tokens: set[str] = {"hf_test_token"}  # tokens with access to gated/private repos
         self.requests: list[tuple[str, str]] = []
+        self.bytes_sent: dict[str, int] = {}  # file path -> body bytes written for it (all requests)
         self.commits: list[dict] = []  # {"repo", "revision", "create_pr", "pr_num", "summary", "files", "deleted"}
         self.endpoint = ""
 
@@ -110,6 +142,7 @@ class FakeHub:
         elif isinstance(source, dict):
             content.update({k: v.encode() if isinstance(v, str) else v for k, v in source.items()})
         content.update({k: v.encode() if isinstance(v, str) else v for k, v in (files or {}).items()})
+        # (values may also be Streamed)
         if card is not None:
             content["README.md"] = card.encode()
         repo = self.repos.setdefault(repo_id, FakeRepo(repo_id))
@@ -124,15 +157,20 @@ class FakeHub:
         return fake_sha(repo_id, revision)
 
 
-def _file_entry(path: str, data: bytes) -> dict:
-    entry = {"path": path, "size": len(data), "oid": git_blob_oid(data)}
+def _file_entry(path: str, data: bytes, listed: Optional[dict] = None) -> dict:
+    """The listing's entry for a file; ``listed`` overrides its size and LFS sha256 (a lying server)."""
+    listed = listed or {}
+    size = listed.get("size", len(data))
+    entry = {"path": path, "size": size, "oid": git_blob_oid(data)}
     if path.endswith(LFS_SUFFIXES):
-        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+        sha256 = listed.get("sha256") or hashlib.sha256(data).hexdigest()
+        entry["lfs"] = {"oid": sha256, "size": size, "pointerSize": 134}
     return entry
 
 
 def _card_data(files: dict[str, bytes]) -> Optional[dict]:
-    text = files.get("README.md", b"").decode("utf-8", "replace")
+    data = files.get("README.md", b"")
+    text = (data.head if isinstance(data, Streamed) else data).decode("utf-8", "replace")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":
         return None
@@ -142,6 +180,26 @@ def _card_data(files: dict[str, bytes]) -> Optional[dict]:
     except (StopIteration, yaml.YAMLError):
         return None  # the real Hub also leaves cardData out when it cannot parse the card
     return data if isinstance(data, dict) else None
+
+
+def card(base=None, relation=None, license="apache-2.0") -> str:
+    """A model card whose front matter declares ``base_model`` (a Hub id or a list) and its relation."""
+    lines = [f"license: {license}"]
+    if base is not None:
+        lines.append(f"base_model: {json.dumps(base)}")
+    if relation:
+        lines.append(f"base_model_relation: {relation}")
+    return "---\n" + "\n".join(lines) + "\n---\n\n# model\n"
+
+
+def weights(tag: str) -> dict:
+    """Fake weight files: enough for lineage, which never loads them."""
+    return {"config.json": json.dumps({"model_type": "llama"}), "model.safetensors": f"weights of {tag}".encode()}
+
+
+def metadata_only(tag: str) -> dict:
+    """A repository without weights, as many ancestors are: a config and nothing to load."""
+    return {"config.json": json.dumps({"model_type": "llama", "_comment": tag})}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -268,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo, sha, files = found
         siblings = []
         for name, data in sorted(files.items()):
-            e = _file_entry(name, data)
+            e = _file_entry(name, data, repo.listed.get(name))
             sib = {"rfilename": name, "size": e["size"], "blobId": e["oid"]}
             if "lfs" in e:
                 sib["lfs"] = {"sha256": e["lfs"]["oid"], "size": e["size"], "pointerSize": 134}
@@ -287,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         found = self._repo(repo_id, revision, files_route=False)
         if found is None:
             return
-        _, sha, files = found
+        repo, sha, files = found
         entries, folders = [], set()
         for name, data in sorted(files.items()):
             if prefix and not name.startswith(prefix.rstrip("/") + "/"):
@@ -296,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
             while parent:
                 folders.add(parent)
                 parent = parent.rsplit("/", 1)[0] if "/" in parent else None
-            entries.append({"type": "file", **_file_entry(name, data)})
+            entries.append({"type": "file", **_file_entry(name, data, repo.listed.get(name))})
         entries += [{"type": "directory", "oid": git_blob_oid(f.encode()), "size": 0, "path": f} for f in sorted(folders)]
         self._json(entries, sha)
 
@@ -304,24 +362,36 @@ class _Handler(BaseHTTPRequestHandler):
         found = self._repo(repo_id, revision, files_route=True)
         if found is None:
             return
-        _, sha, files = found
+        repo, sha, files = found
         if filename not in files:
             self._error(404, "EntryNotFound", f"{filename} does not exist at {revision}", sha)
             return
         data = files[filename]
-        entry = _file_entry(filename, data)
+        entry = _file_entry(filename, data, repo.listed.get(filename))
         etag = entry["lfs"]["oid"] if "lfs" in entry else entry["oid"]
-        self.send_response(200)
+        redirect = repo.redirects.get(filename)
+        self.send_response(302 if redirect else 200)
+        if redirect:
+            self.send_header("Location", redirect)
         self.send_header("X-Repo-Commit", sha)
         self.send_header("ETag", f'"{etag}"')
         if "lfs" in entry:
             self.send_header("X-Linked-Etag", f'"{etag}"')
             self.send_header("X-Linked-Size", str(len(data)))
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", "0" if redirect else str(len(data)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
-        if not head:
-            self.wfile.write(data)
+        if not head and not redirect:
+            self._send_body(filename, data)
+
+    def _send_body(self, filename: str, data) -> None:
+        chunks = data.chunks() if isinstance(data, Streamed) else [data]
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.hub.bytes_sent[filename] = self.hub.bytes_sent.get(filename, 0) + len(chunk)
+        except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: what a cap does
+            pass
 
     # --- responses ---------------------------------------------------------------------------
 

@@ -24,24 +24,10 @@ from compliance.errors import (
 from compliance.hub import download_model, hub_record, parse_hub_ref
 from compliance.lineage import describe_lineage, resolve_lineage
 from compliance.models import load_model, resolve_model_ref
-from hub_server import HubServer, fake_sha, hub  # noqa: F401  (hub is a fixture)
+from hub_server import HubServer, card, fake_sha, hub, weights  # noqa: F401  (hub is a fixture)
 from cli_runner import run_cli
 
 HEX40 = "0123456789abcdef" * 2 + "01234567"
-
-
-def card(base=None, relation=None, license="apache-2.0") -> str:
-    lines = [f"license: {license}"]
-    if base is not None:
-        lines.append(f"base_model: {json.dumps(base)}")
-    if relation:
-        lines.append(f"base_model_relation: {relation}")
-    return "---\n" + "\n".join(lines) + "\n---\n\n# model\n"
-
-
-def weights(tag: str) -> dict:
-    """Fake weight files: enough for lineage, which never loads them."""
-    return {"config.json": json.dumps({"model_type": "llama"}), "model.safetensors": f"weights of {tag}".encode()}
 
 
 @pytest.fixture(scope="session")
@@ -222,17 +208,24 @@ def test_cycle(hub):
         api.resolve("org/a")
 
 
-def test_gated_repo_needs_terms_and_token(hub, monkeypatch):
-    hub.add_repo("org/gated", weights("g"), card=card("org/open"), gated="manual")
+def test_gated_repo_needs_terms_and_token_to_download(hub, monkeypatch, tiny_model_dir):
+    hub.add_repo("org/gated", tiny_model_dir, card=card("org/open"), gated="manual")
     hub.add_repo("org/open", weights("o"), card=card())
+    lin = api.resolve("org/gated")  # lineage is metadata: the API's cardData says what the card says
+    assert lin.model.gated == "manual" and lin.base.id == "org/open"
+    assert lin.chain[0].unreadable == ["README.md", "config.json"] and lin.chain[0].has_weights
     with pytest.raises(HubGatedRepoError, match="gated.*accept its terms.*HF_TOKEN"):
-        api.resolve("org/gated")
+        download_model(lin.model)
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
     with pytest.raises(HubGatedRepoError, match="HF_TOKEN"):
-        api.resolve("org/gated")
+        download_model(hub_record("org/gated"))
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    from compliance.hub import client
+
+    client._MEMO.clear()
     lin = api.resolve("org/gated")
-    assert lin.model.gated == "manual" and lin.base.id == "org/open"
+    assert lin.model.gated == "manual" and lin.chain[0].unreadable == [] and lin.base.id == "org/open"
+    assert download_model(lin.model).path
 
 
 def test_hub_unreachable_suggests_offline_cache(hub, monkeypatch):

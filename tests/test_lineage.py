@@ -10,7 +10,7 @@ import pytest
 
 from compliance.errors import LineageNotFoundError, ModelNotFoundError
 from compliance.lineage import resolve_lineage
-from compliance.models import local_record, resolve_model_ref
+from compliance.models import load_model, local_record, require_weights, resolve_model_ref
 
 
 def _clone(src: Path, dst: Path, card: str | None) -> Path:
@@ -95,8 +95,12 @@ def test_missing_folder_and_folder_without_weights(tmp_path):
         resolve_model_ref(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "config.json").write_text("{}")
+    record = resolve_model_ref(str(tmp_path / "empty"))  # an ancestor lineage may pass through
+    assert record.weights == [] and len(record.revision) == 64
+    with pytest.raises(ModelNotFoundError, match="model '.*empty' holds no weight files.*--base"):
+        require_weights(record)
     with pytest.raises(ModelNotFoundError, match="holds no weight files"):
-        resolve_model_ref(str(tmp_path / "empty"))
+        load_model(record)
     (tmp_path / "nocfg").mkdir()
     with pytest.raises(ModelNotFoundError, match="has no config.json"):
         resolve_model_ref(str(tmp_path / "nocfg"))

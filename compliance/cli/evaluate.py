@@ -185,7 +185,7 @@ def lineage(
 ) -> None:
     """Show what MODEL was derived from, back to the root, and which base a report would compare it with.
 
-    Reads the card's base_model and base_model_relation, the Hub's baseModels, adapter_config.json and, as a low-confidence hint, config.json's _name_or_path. Every model is pinned to its commit sha (Hub) or content digest (folder).
+    Reads the card's base_model and base_model_relation, the Hub's baseModels, adapter_config.json and, as a low-confidence hint, config.json's _name_or_path. Every model is pinned to its commit sha (Hub) or content digest (folder). Ancestors need no weights (each says whether it has them), and a gated ancestor is followed through the Hub's metadata when its files are refused.
 
     Example: compliance lineage org/my-finetune@main --json
     """
@@ -200,14 +200,19 @@ def lineage(
         out.print(f"[yellow]No comparison base:[/] {info.get('base_error')}")
     else:
         out.print(f"Comparison base: [bold]{info['base']}[/] [dim]{info['base_revision'][:12]}[/] ({info['base_selection']})")
+        base_node = next((n for n in info["chain"] if n["id"] == info["base"]), None)
+        if base_node is not None and base_node.get("has_weights") is False:
+            out.print("[yellow]The comparison base has no weight files:[/] a report needs --base with a model that has them")
 
 
 def _lineage_tree(info: dict) -> Tree:
     def label(node: dict) -> str:
         mark = "  [green]← comparison base[/]" if node["id"] == info.get("base") else ""
         gated = f" [yellow]gated: {node['gated']}[/]" if node.get("gated") else ""
+        refused = f" [yellow](no access to {', '.join(node['unreadable'])})[/]" if node.get("unreadable") else ""
         licence = f" [dim]licence {node['license']}[/]" if node.get("license") else ""
-        return f"[bold]{node['id']}[/] [dim]{node['revision'][:12]}[/]{licence}{gated}{mark}"
+        weightless = " [magenta]metadata only, no weights[/]" if node.get("has_weights") is False else ""
+        return f"[bold]{node['id']}[/] [dim]{node['revision'][:12]}[/]{licence}{gated}{refused}{weightless}{mark}"
 
     def edge(node: dict) -> str:
         confidence = {"low": "[red]low confidence[/]", "medium": "[yellow]medium confidence[/]"}.get(node["confidence"], "")

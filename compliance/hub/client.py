@@ -16,13 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from compliance.constants import HUB_METADATA_MAX_BYTES
 from compliance.errors import (
     HubGatedRepoError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnreachableError,
+    UnsafeModelError,
 )
-from compliance.hub.refs import COMMIT_SHA, HubRef
+from compliance.hub.guard import check_repo_path, install_host_guard, origin, refuse_untrusted
+from compliance.hub.refs import COMMIT_SHA, HubRef, looks_like_hub_id
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,11 @@ class HubFile:
 
 @dataclass
 class HubRepo:
-    """What the Hub says about a model repository at one commit."""
+    """What the Hub says about a model repository at one commit.
+
+    ``unreadable`` names the files lineage wanted to read that the Hub refused (a gated repository
+    and no token with access): what is known of the repository then comes from its API metadata.
+    """
 
     repo_id: str
     sha: str
@@ -47,6 +54,7 @@ class HubRepo:
     gated: Optional[str] = None
     private: Optional[bool] = None
     endpoint: str = ""
+    unreadable: list[str] = field(default_factory=list)
     _texts: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -97,6 +105,7 @@ def fetch_repo(ref: HubRef) -> HubRepo:
     else:
         from huggingface_hub import HfApi
 
+        install_host_guard()
         with hub_errors(ref):
             info = HfApi(endpoint=endpoint()).model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
         repo = HubRepo(
@@ -115,6 +124,13 @@ def fetch_repo(ref: HubRef) -> HubRepo:
             raise HubUnreachableError(
                 f"the Hub at {endpoint()} returned no commit sha for '{ref}': check HF_ENDPOINT points at a Hub"
             )
+        if not looks_like_hub_id(repo.repo_id):
+            raise UnsafeModelError(
+                f"the Hub at {endpoint()} answered '{ref}' with the repository id {repo.repo_id!r}, which is not "
+                "an org/name id: check HF_ENDPOINT points at a Hub"
+            )
+        for f in repo.files:  # before any name becomes a path on this machine
+            check_repo_path(f"'{ref}' at {repo.sha[:12]}", f.path)
         _save_cached(repo)
     _MEMO[key] = repo
     _MEMO[(key[0], key[1], repo.sha)] = repo
@@ -122,21 +138,122 @@ def fetch_repo(ref: HubRef) -> HubRepo:
 
 
 def read_repo_file(repo: HubRepo, filename: str) -> Optional[str]:
-    """Text of ``filename`` at the repository's pinned commit (downloaded into the Hub cache), or None if absent."""
-    if not repo.has(filename):
+    """Text of a small metadata file (the card, ``config.json``, ``adapter_config.json``) at the pinned commit.
+
+    At most :data:`~compliance.constants.HUB_METADATA_MAX_BYTES` are read; the text is kept next to
+    the Hub cache for offline runs.
+
+    Returns:
+        The text; None when the repository has no such file, or when the Hub refuses it because the
+        repository is gated and no token has access (the name is then added to ``repo.unreadable``,
+        and lineage goes on with what the API says).
+
+    Raises:
+        UnsafeModelError: the file is larger than the cap, or the Hub redirects it to another host.
+        HubUnreachableError: offline, and the file was never read online.
+    """
+    if not repo.has(filename) or filename in repo.unreadable:
         return None
     if filename in repo._texts:
         return repo._texts[filename]
-    path = download_file(repo, filename)
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    cached = _files_dir(repo) / filename
+    if cached.is_file():
+        text = cached.read_text(encoding="utf-8", errors="replace")
+    elif offline():
+        text = _from_hub_cache(repo, filename)
+    else:
+        try:
+            data = fetch_small_file(repo, filename)
+        except HubGatedRepoError:
+            repo.unreadable.append(filename)
+            _save_cached(repo)
+            return None
+        text = data.decode("utf-8", errors="replace")
+        _atomic_write(cached, text)
     repo._texts[filename] = text
     return text
+
+
+def fetch_small_file(repo: HubRepo, filename: str, max_bytes: int = HUB_METADATA_MAX_BYTES) -> bytes:
+    """The bytes of ``filename`` at the pinned commit, read from the Hub with a cap and without the Hub cache.
+
+    Redirects are followed only to trusted hosts (see :mod:`compliance.hub.guard`), and the
+    token is sent only to the endpoint itself.
+
+    Raises:
+        UnsafeModelError: listed or served larger than ``max_bytes``, or redirected to another host.
+        HubGatedRepoError, HubRepoNotFoundError, HubUnreachableError: as the Hub answers.
+    """
+    import httpx2
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    ref = HubRef(repo.repo_id, repo.requested_revision)
+    where = f"'{ref}' (file {filename})"
+    listed = next((f.size for f in repo.files if f.path == filename), None)
+    if listed is not None and listed > max_bytes:
+        raise _too_large(where, f"is listed at {listed:,} bytes", max_bytes)
+    install_host_guard()
+    url = hf_hub_url(repo.repo_id, filename, revision=repo.sha, endpoint=endpoint())
+    headers = build_hf_headers()
+    with hub_errors(ref, filename):
+        for _ in range(5):
+            refuse_untrusted(url, where)
+            with get_session().stream("GET", url, headers=headers, follow_redirects=False,
+                                      timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+                if response.has_redirect_location:
+                    target = str(response.url.join(response.headers["Location"]))
+                    refuse_untrusted(target, where)
+                    if origin(target) != origin(url):
+                        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                    url = target
+                    continue
+                body = _read_capped(response, max_bytes if response.status_code < 400 else 1024**2)
+                if body is None:
+                    if response.status_code < 400:
+                        raise _too_large(where, "is served as more bytes than that", max_bytes)
+                    body = b""
+                hf_raise_for_status(httpx2.Response(response.status_code, headers=response.headers, content=body,
+                                                    request=response.request))
+                return body
+        raise HubUnreachableError(
+            f"the Hub at {endpoint()} redirected {where} more than 5 times: check HF_ENDPOINT points at a Hub"
+        )
+
+
+def _read_capped(response, max_bytes: int) -> Optional[bytes]:
+    """The body, or None once it passes ``max_bytes`` (the rest is never read)."""
+    chunks, total = [], 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(where: str, what: str, max_bytes: int) -> UnsafeModelError:
+    return UnsafeModelError(
+        f"model {where} {what}, more than the {max_bytes:,} bytes read of a metadata file: refused; "
+        "report it to the repository's owners, or pass the model to compare with using --base"
+    )
+
+
+def _from_hub_cache(repo: HubRepo, filename: str) -> str:
+    """Offline: a metadata file an earlier version left in the Hub cache, if it is small enough."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo.repo_id, filename, revision=repo.sha)
+    if not isinstance(path, str) or Path(path).stat().st_size > HUB_METADATA_MAX_BYTES:
+        raise _unreachable(HubRef(repo.repo_id, repo.requested_revision), RuntimeError("not cached"))
+    return Path(path).read_text(encoding="utf-8", errors="replace")
 
 
 def download_file(repo: HubRepo, filename: str) -> str:
     """Local path of ``filename`` at the pinned commit, downloading it into the Hub cache if needed."""
     from huggingface_hub import hf_hub_download
 
+    install_host_guard()
     with hub_errors(HubRef(repo.repo_id, repo.requested_revision), filename):
         return hf_hub_download(repo.repo_id, filename, revision=repo.sha, endpoint=endpoint())
 
@@ -255,6 +372,10 @@ def _load_cached(ref: HubRef) -> HubRepo:
     data["files"] = [HubFile(**f) for f in data["files"]]
     data["requested_revision"] = ref.revision
     return HubRepo(**data)
+
+
+def _files_dir(repo: HubRepo) -> Path:
+    return _repo_dir(repo.repo_id) / "files" / repo.sha
 
 
 def _ref_name(revision: Optional[str]) -> str:

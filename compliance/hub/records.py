@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Optional
 
-from compliance.errors import MalformedCardError, ModelNotFoundError
+from compliance.errors import HubGatedRepoError, MalformedCardError
 from compliance.hashing import sha256_file
 from compliance.hub.client import HubRepo, download_file, fetch_repo, read_json_file, repo_metadata
 from compliance.hub.refs import HubRef, looks_like_hub_id, parse_hub_ref
@@ -24,7 +25,9 @@ def hub_record(ref: str) -> ModelRecord:
     """Record for the Hub model ``org/name[@revision]``, pinned to its commit sha, without downloading weights.
 
     The weight files' sha256 come from the Hub's LFS metadata; a weight file stored outside
-    LFS (small, rare) is downloaded and hashed.
+    LFS (small, rare) is downloaded and hashed. A repository without weight files (a card and a
+    config, as many ancestors are) gives a record with no ``weights``: lineage passes through it,
+    evaluation refuses it (:func:`compliance.models.require_weights`).
     """
     hub_ref = parse_hub_ref(ref)
     repo = fetch_repo(hub_ref)
@@ -98,7 +101,7 @@ def hub_declared_parents(record: ModelRecord) -> Optional[tuple[list[str], str, 
 
 def infer_relation(repo: HubRepo, adapter_cfg: Optional[dict], config: Optional[dict], parents: list[str]) -> str:
     """The relation when nothing declares it: adapter, quantized, merge, else finetune."""
-    if adapter_cfg is not None:
+    if adapter_cfg is not None or repo.has("adapter_config.json"):  # listed, though gated
         return "adapter"
     names = [f.path for f in repo.files]
     if any(n.endswith(".gguf") or _QUANT_FILE.search(n) for n in names) or "quantize_config.json" in names:
@@ -150,20 +153,17 @@ def _weights(repo: HubRepo) -> tuple[list[WeightFile], Optional[str]]:
         gguf_file = chosen[0].path
     else:
         chosen = pickles
-    if not chosen:
-        raise ModelNotFoundError(
-            f"model '{repo.ref}' at {repo.sha[:12]} holds no weight files (.safetensors, .gguf, .bin): "
-            "pin a revision that has them, or pass a local folder"
-        )
     weights = []
     for f in sorted(chosen, key=lambda f: f.path):
         if f.lfs_sha256:
             weights.append(WeightFile(path=f.path, sha256=f.lfs_sha256, size=int(f.size or 0)))
-        else:  # not in LFS, so small: hash the bytes themselves
-            from pathlib import Path
-
+            continue
+        try:  # not in LFS, so small: hash the bytes themselves
             local = Path(download_file(repo, f.path))
-            weights.append(WeightFile(path=f.path, sha256=sha256_file(local), size=local.stat().st_size))
+        except HubGatedRepoError:  # an ancestor we may not read: the digest is taken when it is downloaded
+            weights.append(WeightFile(path=f.path, sha256="", size=int(f.size or 0)))
+            continue
+        weights.append(WeightFile(path=f.path, sha256=sha256_file(local), size=local.stat().st_size))
     return weights, gguf_file
 
 

@@ -15,7 +15,10 @@ def describe_lineage(model: str, base: Optional[str] = None, max_depth: int = MA
     Returns:
         ``{"model", "chain", "parents", "base", "base_selection"}``: ``chain`` runs from the model
         to the root, one element per model with ``id``, ``revision``, ``relation`` (how it derives
-        from the next element; null for the root) and ``confidence``; ``parents`` lists a merge's
+        from the next element; null for the root), ``confidence``, and what is visible of it:
+        ``files``, ``has_weights``, ``gated`` and ``unreadable`` (files a gated repository refused;
+        weights are needed only to evaluate, so a metadata-only ancestor is followed like any other);
+        ``parents`` lists a merge's
         parents, each with its own chain; ``base`` is the comparison base's id, or null with
         ``base_error`` saying why (a merge with no common ancestor: pass ``--base``).
     """

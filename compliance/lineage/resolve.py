@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from compliance.errors import ComplianceError, LineageCycleError, LineageDepthError, LineageNotFoundError
-from compliance.lineage.sources import Declared, declared_parents, is_pure_adapter
+from compliance.lineage.sources import Declared, declared_parents, is_pure_adapter, visible_files
 from compliance.records import Lineage, LineageLink, LineageNode, ModelRecord
 
 #: How many derivation steps are followed before giving up.
@@ -35,12 +35,22 @@ class Step:
 
     def node(self) -> LineageNode:
         d = self.declared
-        return LineageNode(
-            id=self.record.id, revision=self.record.revision, kind=self.record.kind,
-            relation=d.relation if d else None, confidence=d.confidence if d else None, source=d.source if d else None,
-            license=self.record.license, gated=self.record.gated,
+        return lineage_node(
+            self.record, relation=d.relation if d else None, confidence=d.confidence if d else None,
+            source=d.source if d else None,
             parents=[f"{p.id}@{p.revision}" for p in self.parents] if len(self.parents) > 1 else [],
         )
+
+
+def lineage_node(record: ModelRecord, relation: Optional[str], confidence: Optional[str], source: Optional[str],
+                 parents: Optional[list[str]] = None) -> LineageNode:
+    """The chain element for ``record``, with what is visible of it (files, weights, gated, refused files)."""
+    files, unreadable = visible_files(record)
+    return LineageNode(
+        id=record.id, revision=record.revision, kind=record.kind, relation=relation, confidence=confidence,
+        source=source, license=record.license, gated=record.gated, parents=parents or [],
+        has_weights=bool(record.weights), files=files, unreadable=unreadable,
+    )
 
 
 def model_key(record: ModelRecord) -> str:
@@ -59,17 +69,27 @@ class Tracer:
         self.max_depth = max_depth
         self._records: dict[tuple[str, str], ModelRecord] = {}
 
-    def parent(self, child: ModelRecord, ref: str) -> ModelRecord:
+    def parent(self, child: ModelRecord, ref: str, source: Optional[str] = None) -> ModelRecord:
+        """The record ``child`` names as a base; its weights are not needed (lineage is metadata).
+
+        Raises:
+            The error of resolving ``ref`` (same class), its message saying which model named it.
+        """
         key = (model_key(child), ref)
         if key not in self._records:
-            if child.kind == "hub":  # a Hub card's base names a Hub repo, never a folder here
-                from compliance.hub import hub_record
+            try:
+                if child.kind == "hub":  # a Hub card's base names a Hub repo, never a folder here
+                    from compliance.hub import hub_record
 
-                self._records[key] = hub_record(ref)
-            else:
-                from compliance.models import resolve_model_ref
+                    record = hub_record(ref)
+                else:
+                    from compliance.models import resolve_model_ref
 
-                self._records[key] = resolve_model_ref(ref, relative_to=Path(child.path) if child.path else None)
+                    record = resolve_model_ref(ref, relative_to=Path(child.path) if child.path else None)
+            except ComplianceError as exc:
+                named = f" ({source})" if source else ""
+                raise type(exc)(f"'{child.id}' names '{ref}' as its base{named}, but {exc}") from exc
+            self._records[key] = record
         return self._records[key]
 
     def trace(self, record: ModelRecord, trail: tuple[tuple[str, str], ...] = ()) -> list[Step]:
@@ -96,7 +116,7 @@ class Tracer:
                 f"(stopped at '{record.id}'): pass the model to compare with using --base"
             )
         if len(declared.parents) == 1:
-            parent = self.parent(record, declared.parents[0])
+            parent = self.parent(record, declared.parents[0], declared.source)
             step = Step(record, declared, [parent])
             if declared.relation == "adapter" and is_pure_adapter(record):
                 record.adapter_base = parent
@@ -105,7 +125,7 @@ class Tracer:
 
     def _trace_merge(self, record: ModelRecord, declared: Declared, trail) -> list[Step]:
         try:
-            parents = [self.parent(record, ref) for ref in declared.parents]
+            parents = [self.parent(record, ref, declared.source) for ref in declared.parents]
             chains = [self.trace(p, trail) for p in parents]
         except LineageCycleError:
             raise
@@ -211,8 +231,5 @@ def _explicit_base(tracer: Tracer, model: ModelRecord, base: str) -> Lineage:
     relation = declared.relation if declared is not None else "finetune"
     source = "--base (user-supplied)"
     link = LineageLink(child=model.id, parent=base_record.id, relation=relation, source=source)
-    nodes = [LineageNode(id=model.id, revision=model.revision, kind=model.kind, relation=relation, confidence="high",
-                         source=source, license=model.license, gated=model.gated),
-             LineageNode(id=base_record.id, revision=base_record.revision, kind=base_record.kind, relation=None,
-                         confidence=None, source=None, license=base_record.license, gated=base_record.gated)]
+    nodes = [lineage_node(model, relation, "high", source), lineage_node(base_record, None, None, None)]
     return Lineage(model=model, base=base_record, links=[link], chain=nodes, base_selection=source)

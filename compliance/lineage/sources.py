@@ -64,6 +64,20 @@ def declared_parents(model: ModelRecord) -> Optional[Declared]:
     return None
 
 
+def visible_files(model: ModelRecord) -> tuple[list[str], list[str]]:
+    """The file names a model shows, and those the Hub refused to serve (a gated repository, no access)."""
+    if model.kind == "hub":
+        from compliance.hub.records import repo_of
+
+        repo = repo_of(model)
+        return sorted(f.path for f in repo.files), sorted(repo.unreadable)
+    if model.kind == "local":
+        folder = Path(model.path)
+        names = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+        return sorted(str(n) for n in names if not any(part.startswith(".") for part in n.parts)), []
+    return sorted(w.path for w in model.weights), []
+
+
 def is_pure_adapter(model: ModelRecord) -> bool:
     """A PEFT adapter with no full model of its own: it must be loaded onto its base."""
     if model.kind == "hub":

@@ -29,11 +29,16 @@ def load_model(record: ModelRecord, device: str = "cpu", dtype=None, allow_pickl
         ``(model, tokenizer)`` with the model in eval mode on ``device``.
 
     Raises:
-        ModelNotFoundError: the model cannot be loaded safely or at all.
+        ModelNotFoundError: the model has no weights, or cannot be loaded safely or at all.
+        UnsafeModelError: a weight file is not what its name says (a pickle named .safetensors, a
+            header that does not fit the file), or config.json holds sizes no model has.
         ModelTooLargeError: it will not fit in the free memory of ``device``.
     """
     import torch
 
+    from compliance.models.refs import require_weights
+
+    require_weights(record)
     dtype = dtype or torch.float32
     dtype_bytes = torch.tensor([], dtype=dtype).element_size()
     if record.kind == "hub" and not record.path:

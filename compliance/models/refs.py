@@ -12,6 +12,8 @@ from compliance.records import ModelRecord, WeightFile
 
 #: Files that hold weights. Pickle-based formats are recorded but not loaded unless allowed.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+# What identifies a folder without weights: the files lineage reads.
+_METADATA_FILES = ("config.json", "adapter_config.json", "README.md")
 
 
 def resolve_model_ref(ref: str, relative_to: Path | None = None) -> ModelRecord:
@@ -46,7 +48,12 @@ def resolve_model_ref(ref: str, relative_to: Path | None = None) -> ModelRecord:
 
 
 def local_record(folder: Path) -> ModelRecord:
-    """Record for a local Hugging Face folder: sha256 of every weight file."""
+    """Record for a local Hugging Face folder: sha256 of every weight file.
+
+    A folder without weight files (a card and a config: an ancestor kept for its lineage) gives a
+    record with no ``weights``, whose revision is the digest of those metadata files; evaluation
+    refuses it (:func:`require_weights`).
+    """
     folder = folder.resolve()
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         raise ModelNotFoundError(
@@ -54,23 +61,44 @@ def local_record(folder: Path) -> ModelRecord:
             "(one written by save_pretrained)"
         )
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    if not files:
-        raise ModelNotFoundError(
-            f"model folder '{folder}' holds no weight files ({', '.join(WEIGHT_SUFFIXES)}): "
-            "pass a folder with the weights saved in it"
-        )
-    weights = [WeightFile(path=str(p.relative_to(folder)), sha256=sha256_file(p), size=p.stat().st_size) for p in files]
+    weights = [_digest(folder, p) for p in files]
+    metadata = [_digest(folder, folder / n) for n in _METADATA_FILES if (folder / n).is_file()]
     gguf = [w.path for w in weights if w.path.endswith(".gguf")]
     return ModelRecord(
         id=str(folder),
         kind="local",
         path=str(folder),
-        revision=content_revision(weights),
+        revision=content_revision(weights or metadata),
         weights=weights,
         provenance={"source": "local folder"},
         license=_card_license(folder),
         gguf_file=gguf[0] if gguf and not any(w.path.endswith(".safetensors") for w in weights) else None,
     )
+
+
+def require_weights(record: ModelRecord, role: str = "model", hint: str = "") -> None:
+    """Refuse to evaluate a model (or an adapter whose base) has no weight files.
+
+    Args:
+        record: the model to evaluate.
+        role: how messages name it (``model``, ``comparison base``).
+        hint: appended to the message, e.g. which ancestor has weights.
+
+    Raises:
+        ModelNotFoundError: one line naming the model and what to do.
+    """
+    for part, what in ((record, role), (record.adapter_base, f"base of adapter '{record.id}', the model")):
+        if part is not None and not part.weights:
+            at = f" at {part.revision[:12]}" if part.kind == "hub" else ""
+            raise ModelNotFoundError(
+                f"{what} '{part.id}'{at} holds no weight files ({', '.join(WEIGHT_SUFFIXES)}): it is metadata only, "
+                "so lineage passes through it but it cannot be evaluated; pin a revision that has weights, pass a "
+                f"local folder, or compare with another model using --base{hint}"
+            )
+
+
+def _digest(folder: Path, path: Path) -> WeightFile:
+    return WeightFile(path=str(path.relative_to(folder)), sha256=sha256_file(path), size=path.stat().st_size)
 
 
 def content_revision(weights: list[WeightFile]) -> str:
