@@ -65,9 +65,10 @@ _RC = {
     "ytick.labelsize": 6.5,
 }
 
-#: Vertical space per finding row and for the fixed parts (x axis, legend), in inches. 9 pt a
-#: row keeps 6.5 pt labels apart while 10 rows (2 metrics x overall + 4 domains) stay ~4.2 cm.
-ROW_PITCH_IN = 0.118
+#: Vertical space per finding row and for the fixed parts (x axis, legend), in inches. 7.6 pt a
+#: row keeps 6.5 pt labels apart while 11 rows (two metrics x overall + 4 domains, and refusal
+#: overall) stay ~4.1 cm, so that page 1 also holds a seven-rule policy.
+ROW_PITCH_IN = 0.105
 _FIXED_HEIGHT_IN = 0.47
 
 

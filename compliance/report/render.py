@@ -32,7 +32,7 @@ EXCERPT_CHARS = 300
 MAX_JUDGE_DISAGREEMENTS = 3
 #: What each axis's judge measures, in words.
 AXIS_MEASURES = {"refusal": "refusal and over-refusal rates",
-                 "harm": "harmful-response rate: replies to harmful prompts that carry out the request"}
+                 "harm": "harmful-response rate"}
 
 
 # --- formatting filters ---------------------------------------------------------------------
@@ -251,7 +251,8 @@ def judge_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"axis": axis, "title": AXIS_WORDS.get(axis, axis), "name": info["name"],
                      "version": info["version"], "measures": AXIS_MEASURES.get(axis, axis),
                      "description": info.get("description", ""), "rules": info.get("rules") or [],
-                     "options": info.get("options") or {}, "validation_line": validation_line(info)})
+                     "options": info.get("options") or {}, "validation_line": validation_line(info),
+                     "validation_short": validation_line(info, short=True)})
     return rows
 
 

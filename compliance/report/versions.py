@@ -45,8 +45,8 @@ def agreement_of(figures: dict[str, Any]) -> Optional[float]:
     return None if value is None else float(value)
 
 
-def validation_line(info: dict[str, Any]) -> str:
-    """One sentence for page 1 on how well a judge agrees with people."""
+def validation_line(info: dict[str, Any], short: bool = False) -> str:
+    """One sentence on how well a judge agrees with people (``short``: page 1's, without the dataset)."""
     validation = info.get("validation")
     if not validation:
         return "not validated against human labels; treat its labels with care"
@@ -58,8 +58,9 @@ def validation_line(info: dict[str, Any]) -> str:
         name, figures = held
         kappa = f", κ {figures['kappa']:.2f}" if figures.get("kappa") is not None else ""
         parts.append(f"{100 * agreement_of(figures):.1f}% agreement with human labels on {figures['n']} held-out "
-                     f"replies ({name}{kappa}) of {dataset}")
+                     f"replies ({name}{kappa})" + ("" if short else f" of {dataset}"))
     if overall and agreement_of(overall) is not None:
         parts.append(f"{100 * agreement_of(overall):.1f}% on all {overall['n']}"
-                     + (", including files used in development" if held is not None else f" of {dataset}"))
+                     + ("" if short and held is not None else ", including files used in development"
+                        if held is not None else f" of {dataset}"))
     return "; ".join(parts) if parts else "validation figures recorded in the JSON"
