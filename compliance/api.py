@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from compliance.constants import ENV_OPENAI_API_KEY, reports_dir, signing_keys_dir
+from compliance.constants import ENV_OPENAI_API_KEY, reports_dir, signing_keys_dir, tsa_url
 from compliance.errors import ComplianceError
 from compliance.io import atomic_write_json
 from compliance.progress import Reporter
@@ -242,6 +242,7 @@ def run_report(
     concurrency: int = 8,
     api_key_env: str = ENV_OPENAI_API_KEY,
     stop: Optional[list[str]] = None,
+    tsa: Optional[str] = None,
 ) -> ReportResult:
     """Evaluate ``model`` and its base on the policy's suite and write ``report.json`` (+ ``report.pdf``).
 
@@ -282,6 +283,8 @@ def run_report(
         api_key_env: environment variable holding the server's API key, sent as a bearer token
             when set; never recorded.
         stop: strings that end an answer where they appear (not kept in the answer), as OpenAI's ``stop``.
+        tsa: URL of an RFC 3161 time-stamping authority that timestamps the signatures
+            (``$COMPLIANCE_TSA_URL`` when None); needs signing keys. It is asked once up front.
 
     Raises:
         ComplianceError: bad input (each names the input and the fix), before any model work
@@ -305,9 +308,19 @@ def run_report(
     policy_obj = load_policy(policy)  # fail fast on a bad policy, before any model work
     keys_dir = Path(keys) if keys else signing_keys_dir()
     if keys_dir is not None:
-        from compliance.signing import load_signing_keys
+        from compliance.signing.sign import load_keys_for_signing
 
-        load_signing_keys(keys_dir)  # fail fast on missing keys, before any model work
+        load_keys_for_signing(keys_dir)  # fail fast on missing or unusable keys, before any model work
+    if tsa is not None and keys_dir is None:
+        from compliance.signing.errors import SigningError
+
+        raise SigningError("--tsa timestamps signatures, and this report is not signed: add --keys DIR "
+                           "(or set $COMPLIANCE_SIGNING_KEYS), or drop --tsa")
+    tsa = (tsa or tsa_url()) if keys_dir is not None else None
+    if tsa is not None:
+        from compliance.signing.timestamp import check_tsa
+
+        check_tsa(tsa)  # fail fast on an unreachable TSA, before any model work
     judge_obj = get_judge(judge, judge_options)
     from compliance.store import open_store
 
@@ -381,7 +394,7 @@ def run_report(
         atomic_write_text(out / "report.html", render_html(report))  # same data as the PDF, for browsers
         if keys_dir is not None:
             with reporter.stage("Sign report"):
-                sign(out, keys_dir)
+                sign(out, keys_dir, tsa=tsa)
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
 
 
@@ -495,19 +508,19 @@ def keygen(out_dir: Path, name: Optional[str] = None, **kwargs):
     return _keygen(out_dir, name=name or DEMO_NAME, **kwargs)
 
 
-def sign(report_dir: Path, keys: Path):
+def sign(report_dir: Path, keys: Path, tsa: Optional[str] = None):
     """Sign the report in ``report_dir``; see :func:`compliance.signing.sign_report`."""
     from compliance.signing import sign_report
 
-    return sign_report(report_dir, keys)
+    return sign_report(report_dir, keys, tsa=tsa)
 
 
 def verify(path: Path, keys_dir: Optional[Path] = None, key: Optional[Path] = None, trust: Optional[Path] = None,
-           models=()):
+           models=(), tsa_trust: Optional[Path] = None, at: Optional[datetime] = None):
     """Verify a signed report; see :func:`compliance.signing.verify_report`."""
     from compliance.signing import verify_report
 
-    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models)
+    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models, tsa_trust=tsa_trust, at=at)
 
 
 def card(report_dir: Path, model_dir: Optional[Path] = None, repo: Optional[str] = None, create_pr: bool = True,

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from compliance.cli.app import app, out
+from compliance.cli.app import TSA_HELP, app, out
 from compliance.constants import BUILTIN_MODEL_ID, ENV_OPENAI_API_KEY
 
 _VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
@@ -48,6 +48,7 @@ def report(
                                                        help="Run this opt-in benchmark whose licence is unconfirmed (e.g. trident-law); repeatable."),
     keys: Optional[Path] = typer.Option(None, "--keys",
                                         help="Sign the report with this key folder (default: $COMPLIANCE_SIGNING_KEYS; unsigned when unset)."),
+    tsa: Optional[str] = typer.Option(None, "--tsa", help=TSA_HELP),
     store: Optional[Path] = typer.Option(None, "--store",
                                          help="Response store file: reuse stored responses, resume a killed run "
                                               "(default: $COMPLIANCE_STORE, else ~/.cache/compliance/responses.sqlite3)."),
@@ -95,7 +96,7 @@ def report(
                             store=False if no_store else store, stop=stop, backend=backend, base_url=base_url,
                             served_model=served_model, served_base_model=served_base_model, base_model_url=base_model_url,
                             concurrency=concurrency,
-                            api_key_env=api_key_env)
+                            api_key_env=api_key_env, tsa=tsa)
     _print_summary(result.report)
     out.print(f"JSON: {result.json_path}")
     if result.pdf_path:
