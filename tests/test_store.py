@@ -264,3 +264,47 @@ def test_four_reports_at_once_on_one_store_with_one_killed(tiny_model_dir, refus
     assert _rows(store) == 4 * RUN["limit"]  # the base, three fine-tunes: each response once
     with sqlite3.connect(store) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from compliance.records import Response, SuiteItem
+from compliance.store import ResponseKey, ResponseStore
+
+path, model, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.stdin.readline()  # start together
+with ResponseStore(Path(path)) as store:
+    key = ResponseKey(model, "rev", "w" * 64, "{}", "transformers", "test")
+    for i in range(n):
+        item = SuiteItem(id=f"item-{i}", prompt=f"prompt {i}", category="c", domain="medical", expected="refuse",
+                         benchmark="b")
+        store.put(key, item, Response(item_id=item.id, text=f"answer {i} " * 20, n_new_tokens=40,
+                                      finish_reason="length"))
+        assert store.get_many(key, [item])[item.id].text == f"answer {i} " * 20
+print("done")
+"""
+
+
+def test_eight_writers_race_to_create_and_fill_one_store_one_killed(tmp_path):
+    """The store layer alone, without models: many processes create, write and read one file at once."""
+    store, n = tmp_path / "race.sqlite3", 300
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(store), f"model-{i % 3}", str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(8)]
+    for proc in procs:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while _rows(store) < n // 2:  # kill one while the others are writing
+        assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].stderr.read().decode()
+        time.sleep(0.002)
+    procs[0].kill()
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert procs[0].returncode == -signal.SIGKILL
+    for proc, (out, err) in zip(procs[1:], results[1:]):
+        assert proc.returncode == 0 and out.strip() == b"done", err.decode()
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("SELECT model_id, COUNT(*) FROM responses GROUP BY model_id").fetchall() == \
+            [(f"model-{i}", n) for i in range(3)]
