@@ -519,11 +519,21 @@ def test_passphrase_encrypts_the_private_keys(unsigned_dir, tmp_path, monkeypatc
     monkeypatch.setenv("COMPLIANCE_KEY_PASSPHRASE", "correct horse battery staple")
     paths = keygen(tmp_path / "keys", name="Encrypted signer")
     assert paths.encrypted
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import pem
+
     for key in (paths.report_key, paths.pdf_key):
         data = key.read_bytes()
         assert b"BEGIN ENCRYPTED PRIVATE KEY" in data
         with pytest.raises(TypeError):  # cryptography: "password was not given but private key is encrypted"
             serialization.load_pem_private_key(data, None)
+        # Read by another parser: standard PBES2 with a costly key derivation, not 2,048 rounds.
+        scheme = asn1_keys.EncryptedPrivateKeyInfo.load(pem.unarmor(data)[2])["encryption_algorithm"].native
+        kdf = scheme["parameters"]["key_derivation_func"]
+        assert scheme["algorithm"] == "pbes2" and kdf["algorithm"] == "pbkdf2"
+        assert kdf["parameters"]["iteration_count"] >= 600_000 and kdf["parameters"]["prf"]["algorithm"] == "sha256"
+        assert scheme["parameters"]["encryption_scheme"]["algorithm"] == "aes256_cbc"
+        assert serialization.load_pem_private_key(data, b"correct horse battery staple") is not None
     d = tmp_path / "report"
     shutil.copytree(unsigned_dir / "report", d)
     sign_report(d, paths.out_dir)

@@ -18,7 +18,6 @@ Levels (ETSI EN 319 142-1):
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
@@ -39,9 +38,6 @@ ATTACHMENT_ENVELOPE = "report.intoto.json"
 #: Height of the signature block in points; it sits in page 1's top margin (16 mm ≈ 45 pt).
 BLOCK_HEIGHT = 38
 BLOCK_MARGIN = 51  # the report's left/right page margin, 18 mm
-
-
-_asn1_cert = asn1_cert
 
 
 @dataclass
@@ -93,7 +89,7 @@ def sign_pdf_bytes(pdf: bytes, keys: SigningKeys, attachments: dict[str, bytes],
     signed_at = (signed_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     key_der = keys.pdf_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
-    chain = [_asn1_cert(c) for c in keys.pdf_chain]
+    chain = [asn1_cert(c) for c in keys.pdf_chain]
     signer = signers.SimpleSigner(signing_cert=chain[0], signing_key=asn1_keys.PrivateKeyInfo.load(key_der),
                                   cert_registry=SimpleCertificateStore.from_certs(chain))
     if tsa is None:
@@ -289,9 +285,9 @@ def check_pdf(pdf: bytes, trust_roots: list[x509.Certificate], at: Optional[date
 
     def validate(moment: datetime):
         """Signer checked at ``moment``, the timestamp's TSA at the timestamp's own time."""
-        kwargs = dict(trust_roots=[_asn1_cert(c) for c in trust_roots], allow_fetching=False,
+        kwargs = dict(trust_roots=[asn1_cert(c) for c in trust_roots], allow_fetching=False,
                       revocation_mode="soft-fail", moment=moment, retroactive_revinfo=True)
-        ts_kwargs = dict(kwargs, trust_roots=[_asn1_cert(c) for c in tsa_roots], moment=token_at or moment)
+        ts_kwargs = dict(kwargs, trust_roots=[asn1_cert(c) for c in tsa_roots], moment=token_at or moment)
         if dss is not None:  # B-LT: the certificates and revocation data embedded at signing
             signer_vc, ts_vc = dss.as_validation_context(kwargs), dss.as_validation_context(ts_kwargs)
         else:
