@@ -516,11 +516,13 @@ def sign(report_dir: Path, keys: Path, tsa: Optional[str] = None):
 
 
 def verify(path: Path, keys_dir: Optional[Path] = None, key: Optional[Path] = None, trust: Optional[Path] = None,
-           models=(), tsa_trust: Optional[Path] = None, at: Optional[datetime] = None):
+           models=(), tsa_trust: Optional[Path] = None, at: Optional[datetime] = None,
+           revoked_at: Optional[datetime] = None):
     """Verify a signed report; see :func:`compliance.signing.verify_report`."""
     from compliance.signing import verify_report
 
-    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models, tsa_trust=tsa_trust, at=at)
+    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models, tsa_trust=tsa_trust, at=at,
+                         revoked_at=revoked_at)
 
 
 def card(report_dir: Path, model_dir: Optional[Path] = None, repo: Optional[str] = None, create_pr: bool = True,

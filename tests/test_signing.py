@@ -643,3 +643,27 @@ def test_private_keys_and_passphrase_never_appear_in_any_output(refusing_model_d
     assert len(searched) > 20
     leaks = [(where, what) for where, data in searched for what, secret in forms.items() if secret in data]
     assert leaks == []
+
+
+def test_after_a_key_theft_only_signatures_timestamped_before_it_count(timestamped_dir, signed_dir, keys_dir, tsa,
+                                                                      tmp_path, monkeypatch, capsys):
+    tsa_trust = _tsa_trust(tsa, tmp_path)
+    ts_time = datetime.fromisoformat(verify_report(timestamped_dir, keys_dir=keys_dir, tsa_trust=tsa_trust)
+                                     .signed_at.replace("Z", "+00:00"))
+    # Stolen an hour after the timestamped signing: that report still counts.
+    after = verify_report(timestamped_dir, keys_dir=keys_dir, tsa_trust=tsa_trust, revoked_at=ts_time + timedelta(hours=1))
+    assert after.ok, after.failed
+    assert "report.intoto.json: DSSE signature made before the keys were revoked" in after.passed
+    assert "report.pdf: signed before the keys were revoked" in after.passed
+    # Stolen before it was signed (or the report carries no timestamp): it does not.
+    before = verify_report(timestamped_dir, keys_dir=keys_dir, tsa_trust=tsa_trust, revoked_at=ts_time - timedelta(hours=1))
+    assert not before.ok
+    assert any(f.startswith("report.pdf: no trusted timestamp shows the PDF was signed before the keys were revoked")
+               for f in before.failed), before.failed
+    assert any(f.startswith("report.intoto.json: no trusted timestamp shows the DSSE signature was made before")
+               for f in before.failed), before.failed
+    untimed = verify_report(signed_dir, keys_dir=keys_dir, tsa_trust=tsa_trust, revoked_at=ts_time + timedelta(days=1))
+    assert not untimed.ok and len([f for f in untimed.failed if "before the keys were revoked" in f]) >= 2
+    code, _, err = run_cli(["verify", str(timestamped_dir), "--keys", str(keys_dir), "--key-revoked", "2020-01-01"],
+                           monkeypatch, capsys)
+    assert code == 2 and "--key-revoked needs --tsa-trust CERT" in err and len(err.strip().splitlines()) <= 2

@@ -78,6 +78,10 @@ def verify(
     at: Optional[datetime] = typer.Option(None, "--at", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
                                           help="Verify as of this UTC date instead of now (how the report will "
                                                "verify after its certificate expires)."),
+    key_revoked: Optional[datetime] = typer.Option(None, "--key-revoked", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+                                                   help="The signing keys were stolen or revoked at this UTC time: "
+                                                        "accept only signatures that a trusted timestamp (--tsa-trust) "
+                                                        "shows are older."),
 ) -> None:
     """Verify a signed report: DSSE signature, statement, schema, digests, PDF signature and attachments.
 
@@ -88,7 +92,8 @@ def verify(
     from compliance import api
 
     result = api.verify(path, keys_dir=keys, key=key, trust=trust, models=models or [], tsa_trust=tsa_trust,
-                        at=at.replace(tzinfo=timezone.utc) if at else None)
+                        at=at.replace(tzinfo=timezone.utc) if at else None,
+                        revoked_at=key_revoked.replace(tzinfo=timezone.utc) if key_revoked else None)
     for line in result.passed:
         out.print(f"[green]ok[/]    {line}", highlight=False)
     for line in result.failed:

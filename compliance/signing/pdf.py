@@ -189,6 +189,7 @@ class PdfCheck:
     fingerprint: Optional[str] = None
     level: Optional[str] = None  # PAdES B-B, B-T or B-LT
     timestamped: bool = False  # a trusted RFC 3161 timestamp proves when it was signed
+    timestamp_at: Optional[datetime] = None  # that timestamp's time
     notes: list[str] = field(default_factory=list)  # facts that held, one line each (timestamp, expiry)
 
 
@@ -312,7 +313,7 @@ def check_pdf(pdf: bytes, trust_roots: list[x509.Certificate], at: Optional[date
         result.signer = certificate_name(crypto_cert)
         result.fingerprint = fingerprint(crypto_cert.public_key())
     if result.timestamped:
-        result.signed_at = _utc(token_at)
+        result.signed_at, result.timestamp_at = _utc(token_at), token_at
     elif status.signer_reported_dt is not None:
         result.signed_at = _utc(status.signer_reported_dt)
     if not status.intact:

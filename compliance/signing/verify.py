@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -65,7 +65,8 @@ class VerifyResult:
 
 def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: Optional[str | Path] = None,
                   trust: Optional[str | Path] = None, models: Iterable[str | Path] = (),
-                  tsa_trust: Optional[str | Path] = None, at: Optional[datetime] = None) -> VerifyResult:
+                  tsa_trust: Optional[str | Path] = None, at: Optional[datetime] = None,
+                  revoked_at: Optional[datetime] = None) -> VerifyResult:
     """Verify a report folder, a ``report.intoto.json`` or a ``report.pdf``.
 
     Args:
@@ -80,6 +81,8 @@ def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: 
             after the certificate expired.
         at: verify as of this time instead of now (how the report will verify later); a
             trusted timestamp's time still wins for the signer's certificate.
+        revoked_at: the signing keys were stolen (or may have been) at this time: a signature
+            counts only when a timestamp from a trusted TSA proves it was made before then.
     """
     started = time.perf_counter()
     p = Path(path)
@@ -87,7 +90,10 @@ def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: 
         raise SigningError(f"{p} not found: give a report folder, a {ENVELOPE} or a {REPORT_PDF}")
     public_key, roots = _load_trust(keys_dir, key, trust)
     tsa_roots = load_certificates(tsa_trust) if tsa_trust is not None else []
-    ctx = _Context(public_key, roots, tsa_roots, at)
+    if revoked_at is not None and not tsa_roots:
+        raise SigningError("--key-revoked needs --tsa-trust CERT: only a trusted timestamp can show that a "
+                           "signature was made before the keys were revoked")
+    ctx = _Context(public_key, roots, tsa_roots, at, revoked_at)
     model_dirs = [Path(m) for m in models]
     for m in model_dirs:
         if not m.is_dir():
@@ -129,6 +135,7 @@ class _Context:
     roots: list[x509.Certificate]
     tsa_roots: list[x509.Certificate]
     at: Optional[datetime]
+    revoked_at: Optional[datetime] = None
 
 
 def _maybe(path: Path) -> Optional[bytes]:
@@ -228,6 +235,7 @@ def _check_models(result: VerifyResult, report: dict, subjects: dict[str, str], 
 
 def _check_dsse_timestamps(result: VerifyResult, env: dict, ctx: _Context, label: str) -> None:
     """Each ``timestamp`` beside a DSSE signature must be an intact RFC 3161 token over that signature."""
+    proven_before_revocation = False
     for entry in env["signatures"]:
         if not isinstance(entry, dict) or DSSE_TIMESTAMP_FIELD not in entry:
             continue
@@ -241,9 +249,18 @@ def _check_dsse_timestamps(result: VerifyResult, env: dict, ctx: _Context, label
         elif ts.trusted:
             result.passed.append(f"{label}: RFC 3161 timestamp {ts.time_text} by {ts.tsa} (trusted) "
                                  "over the DSSE signature: it existed then")
+            proven_before_revocation |= ctx.revoked_at is not None and ts.time < ctx.revoked_at
         else:
             result.passed.append(f"{label}: RFC 3161 timestamp {ts.time_text} by {ts.tsa} over the DSSE signature "
                                  "is intact; its TSA is not trusted (give --tsa-trust CERT)")
+    if ctx.revoked_at is not None:
+        result.check([] if proven_before_revocation else [
+            f"{label}: no trusted timestamp shows the DSSE signature was made before the keys were revoked "
+            f"({_utc_text(ctx.revoked_at)})"], f"{label}: DSSE signature made before the keys were revoked")
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_pdf_file(result: VerifyResult, pdf_file: Path, ctx: _Context,
@@ -256,6 +273,11 @@ def _check_pdf_file(result: VerifyResult, pdf_file: Path, ctx: _Context,
     ok = result.check([f"{name}: {p}" if not p.startswith("PDF") else p for p in check.problems],
                       f"{name}: PAdES {check.level} signature intact, covers the whole file, trusted")
     result.passed.extend(f"{name}: {note}" for note in check.notes)
+    if ctx.revoked_at is not None and check.level is not None:
+        before = check.timestamp_at is not None and check.timestamp_at < ctx.revoked_at
+        result.check([] if before else [f"{name}: no trusted timestamp shows the PDF was signed before the keys were "
+                                        f"revoked ({_utc_text(ctx.revoked_at)})"],
+                     f"{name}: signed before the keys were revoked")
     if not ok and not check.attachments:
         return
     embedded_report = check.attachments.get(ATTACHMENT_REPORT)
