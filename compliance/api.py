@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from compliance.constants import reports_dir, signing_keys_dir
+from compliance.constants import reports_dir, signing_keys_dir, tsa_url
 from compliance.errors import ComplianceError
 from compliance.io import atomic_write_json
 from compliance.progress import Reporter
@@ -302,7 +302,7 @@ def run_report(model: "str | ReportRequest", policy: str = "healthcare",
     ``accept_licence``; ``max_new_tokens``, ``batch_size``, ``seed``, ``device``, ``stop``;
     ``judge``, ``judge_options``, ``harm_judge``, ``harm_judge_options``, ``sensitivity``;
     ``backend``, ``base_url``, ``served_model``, ``served_base_model``, ``base_model_url``,
-    ``concurrency``, ``api_key_env``; ``out_dir``, ``pdf``, ``keys``, ``progress``.
+    ``concurrency``, ``api_key_env``; ``out_dir``, ``pdf``, ``keys``, ``tsa``, ``progress``.
 
     Args:
         model: a local model folder, the built-in model's id, a Hub id ``org/name[@revision]``,
@@ -343,9 +343,20 @@ def _run(request: "ReportRequest") -> ReportResult:
     policy_obj = load_policy(request.policy)  # fail fast on a bad policy, before any model work
     keys_dir = Path(request.output.keys) if request.output.keys else signing_keys_dir()
     if keys_dir is not None:
-        from compliance.signing import load_signing_keys
+        from compliance.signing.sign import load_keys_for_signing
 
-        load_signing_keys(keys_dir)  # fail fast on missing keys, before any model work
+        load_keys_for_signing(keys_dir)  # fail fast on missing or unusable keys, before any model work
+    tsa = request.output.tsa
+    if tsa is not None and keys_dir is None:
+        from compliance.signing.errors import SigningError
+
+        raise SigningError("--tsa timestamps signatures, and this report is not signed: add --keys DIR "
+                           "(or set $COMPLIANCE_SIGNING_KEYS), or drop --tsa")
+    tsa = (tsa or tsa_url()) if keys_dir is not None else None
+    if tsa is not None:
+        from compliance.signing.timestamp import check_tsa
+
+        check_tsa(tsa)  # fail fast on an unreachable TSA, before any model work
     judges = _JudgeSet.from_spec(request.judges)
     from compliance.store import open_store
 
@@ -425,7 +436,7 @@ def _run(request: "ReportRequest") -> ReportResult:
         atomic_write_text(out / "report.html", render_html(report))  # same data as the PDF, for browsers
         if keys_dir is not None:
             with reporter.stage("Sign report"):
-                sign(out, keys_dir)
+                sign(out, keys_dir, tsa=tsa)
     return ReportResult(out_dir=out, json_path=json_path, pdf_path=pdf_path, report=report)
 
 
@@ -540,19 +551,21 @@ def keygen(out_dir: Path, name: Optional[str] = None, **kwargs):
     return _keygen(out_dir, name=name or DEMO_NAME, **kwargs)
 
 
-def sign(report_dir: Path, keys: Path):
+def sign(report_dir: Path, keys: Path, tsa: Optional[str] = None):
     """Sign the report in ``report_dir``; see :func:`compliance.signing.sign_report`."""
     from compliance.signing import sign_report
 
-    return sign_report(report_dir, keys)
+    return sign_report(report_dir, keys, tsa=tsa)
 
 
 def verify(path: Path, keys_dir: Optional[Path] = None, key: Optional[Path] = None, trust: Optional[Path] = None,
-           models=()):
+           models=(), tsa_trust: Optional[Path] = None, at: Optional[datetime] = None,
+           revoked_at: Optional[datetime] = None):
     """Verify a signed report; see :func:`compliance.signing.verify_report`."""
     from compliance.signing import verify_report
 
-    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models)
+    return verify_report(path, keys_dir=keys_dir, key=key, trust=trust, models=models, tsa_trust=tsa_trust, at=at,
+                         revoked_at=revoked_at)
 
 
 def card(report_dir: Path, model_dir: Optional[Path] = None, repo: Optional[str] = None, create_pr: bool = True,

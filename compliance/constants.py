@@ -22,6 +22,16 @@ ENV_REPORTS_DIR = "COMPLIANCE_REPORTS_DIR"  # default output folder for reports
 #: Key folder (made by ``compliance keygen``) that ``compliance report`` signs with when set;
 #: ``--keys`` overrides it. Unset: reports are written unsigned.
 ENV_SIGNING_KEYS = "COMPLIANCE_SIGNING_KEYS"
+#: Passphrase of the key folder's private keys. ``compliance keygen`` encrypts both private keys
+#: with it when set; signing decrypts them with it. Read from the environment only (never an
+#: option, so it stays out of shell history and process lists) and never written anywhere.
+ENV_KEY_PASSPHRASE = "COMPLIANCE_KEY_PASSPHRASE"
+#: Password of the user's own PKCS#12 file or PEM key that ``compliance keygen --pkcs12/--cert-key``
+#: imports (``--password`` wins over it). Not the key folder's passphrase.
+ENV_KEY_PASSWORD = "COMPLIANCE_KEY_PASSWORD"
+#: URL of an RFC 3161 time-stamping authority that ``compliance report`` and ``compliance sign``
+#: timestamp signatures with (``--tsa`` wins over it). Unset: signatures carry no timestamp.
+ENV_TSA_URL = "COMPLIANCE_TSA_URL"
 #: Folder laid out like ``../shared/benchmarks/`` holding the public benchmarks' data files, for
 #: offline runs (``--data-dir`` wins over it). Unset: files are downloaded from their pinned source
 #: into ``cache_dir()/benchmarks`` and checked against their sha256.
@@ -69,6 +79,16 @@ def store_default_path() -> Path:
 def reports_dir() -> Path:
     """Default output folder for reports: ``$COMPLIANCE_REPORTS_DIR`` or ``./reports``."""
     return Path(os.environ.get(ENV_REPORTS_DIR, "reports"))
+
+
+def key_passphrase() -> Optional[str]:
+    """The key folder's passphrase, ``$COMPLIANCE_KEY_PASSPHRASE``, or None when unset or empty."""
+    return os.environ.get(ENV_KEY_PASSPHRASE) or None
+
+
+def tsa_url() -> Optional[str]:
+    """The time-stamping authority to timestamp signatures with: ``$COMPLIANCE_TSA_URL``, or None."""
+    return os.environ.get(ENV_TSA_URL) or None
 
 
 def signing_keys_dir() -> Optional[Path]:

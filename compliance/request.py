@@ -141,12 +141,15 @@ class OutputSpec:
         out_dir: output folder; ``reports/<model name>`` when None.
         pdf: also render ``report.pdf``.
         keys: key folder to sign with (``$COMPLIANCE_SIGNING_KEYS`` when None).
+        tsa: URL of an RFC 3161 time-stamping authority that timestamps the signatures
+            (``$COMPLIANCE_TSA_URL`` when None); needs signing keys. It is asked once up front.
         progress: show progress on stderr.
     """
 
     out_dir: Optional[Path] = None
     pdf: bool = True
     keys: Optional[Path] = None
+    tsa: Optional[str] = None
     progress: bool = True
 
 
@@ -196,7 +199,7 @@ _KWARGS: dict[str, tuple[str, str]] = {
     "served_model": ("backend", "served_model"), "served_base_model": ("backend", "served_base_model"),
     "base_model_url": ("backend", "base_model_url"), "concurrency": ("backend", "concurrency"),
     "api_key_env": ("backend", "api_key_env"),
-    "out_dir": ("output", "out_dir"), "pdf": ("output", "pdf"), "keys": ("output", "keys"),
+    "out_dir": ("output", "out_dir"), "pdf": ("output", "pdf"), "keys": ("output", "keys"), "tsa": ("output", "tsa"),
     "progress": ("output", "progress"),
 }
 _TUPLES = {"names", "accept_licence", "stop"}

@@ -170,3 +170,141 @@ def test_corrupt_store_is_one_clear_error(refusing_model_dir, tmp_path, monkeypa
     code, _, stderr = run_cli(["report", "no-such-org/no-such-model", "--store", str(bad), "--no-pdf", "-q",
                                "--out", str(tmp_path / "r")], monkeypatch, capsys)
     assert code != 0 and str(bad) in " ".join(stderr.split()) and "no-such-model" not in stderr
+
+
+def _noisy_finetune(base: Path, out: Path, seed: int) -> Path:
+    """A fine-tune of ``base``: its weights nudged by seeded noise, its card naming ``base``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(base, out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(out)
+    (out / "README.md").write_text(f"---\nbase_model: {base}\nbase_model_relation: finetune\n---\n", encoding="utf-8")
+    return out
+
+
+def _report_process(model: Path, out: Path, store: Path, batch_size: int) -> subprocess.Popen:
+    """``compliance report MODEL`` in its own process, as a user would start it."""
+    args = [sys.executable, "-m", "compliance.cli", "report", str(model), "--policy", RUN["policy"],
+            "--limit", str(RUN["limit"]), "--max-new-tokens", str(RUN["max_new_tokens"]), "--batch-size",
+            str(batch_size), "--store", str(store), "--out", str(out), "--no-pdf", "-q"]
+    # One BLAS/OpenMP thread each: four processes share the machine's cores, and idle OpenMP threads
+    # spinning for work would only slow the others down.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def _model_rows(store: Path, model: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM responses WHERE model_id = ?",
+                                (str(model.resolve()),)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_four_reports_at_once_on_one_store_with_one_killed(tiny_model_dir, refusing_model_dir, second_finetune,
+                                                            tmp_path):
+    third = _noisy_finetune(tiny_model_dir, tmp_path / "third-ft", seed=2)
+    store = tmp_path / "shared.sqlite3"
+    # Four processes start together on a store that does not exist yet: they race to create it,
+    # then to write the base's responses (the same rows, from every process) and their own.
+    # Two of them run the same fine-tune, so they also write the same fine-tune rows.
+    runs = {"refusing": (refusing_model_dir, 2), "refusing-again": (refusing_model_dir, 4),
+            "second": (second_finetune, 2), "killed": (third, 1)}
+    procs = {name: _report_process(model, tmp_path / name, store, batch) for name, (model, batch) in runs.items()}
+    killed = procs["killed"]
+    try:
+        deadline = time.monotonic() + 300
+        while _model_rows(store, third) < 1:  # the killed run has started on its own fine-tune's rows
+            assert killed.poll() is None, f"run ended before it wrote: {killed.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "the run to kill stored nothing within 300 s"
+            time.sleep(0.002)
+        os.kill(killed.pid, signal.SIGKILL)
+        for name, proc in procs.items():
+            proc.wait(timeout=300)
+            if name != "killed":
+                assert proc.returncode == 0, f"{name}: {proc.stderr.read().decode()}"
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert killed.returncode == -signal.SIGKILL
+    killed_rows = _model_rows(store, third)
+    assert 1 <= killed_rows < RUN["limit"], "the kill must land while the run writes its own responses"
+    assert not (tmp_path / "killed" / "report.json").exists()
+
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+    def solo(model: Path, name: str) -> dict:
+        return api.run_report(str(model), out_dir=tmp_path / f"solo-{name}", store=tmp_path / f"solo-{name}.sqlite3",
+                              batch_size=2, **RUN).report
+
+    reports = {name: json.loads((tmp_path / name / "report.json").read_text()) for name in runs if name != "killed"}
+    alone = {"refusing": solo(refusing_model_dir, "refusing"), "second": solo(second_finetune, "second")}
+    _same_results(reports["refusing"], alone["refusing"])
+    _same_results(reports["refusing-again"], alone["refusing"])
+    _same_results(reports["second"], alone["second"])
+    # Between them the runs generated every response at least once; no row was lost to a busy store.
+    generated = sum(r["generation"]["generated"]["base"] + r["generation"]["generated"]["model"]
+                    for r in reports.values())
+    assert generated >= 3 * RUN["limit"]
+
+    resumed = api.run_report(str(third), out_dir=tmp_path / "resumed", store=store, batch_size=2, **RUN).report
+    assert resumed["generation"]["reused"] == {"base": RUN["limit"], "model": killed_rows}
+    assert resumed["generation"]["generated"] == {"base": 0, "model": RUN["limit"] - killed_rows}
+    _same_results(resumed, solo(third, "third"))
+    assert _rows(store) == 4 * RUN["limit"]  # the base, three fine-tunes: each response once
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from compliance.records import Response, SuiteItem
+from compliance.store import ResponseKey, ResponseStore
+
+path, model, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.stdin.readline()  # start together
+with ResponseStore(Path(path)) as store:
+    key = ResponseKey(model, "rev", "w" * 64, "{}", "transformers", "test")
+    for i in range(n):
+        item = SuiteItem(id=f"item-{i}", prompt=f"prompt {i}", category="c", domain="medical", expected="refuse",
+                         benchmark="b")
+        store.put(key, item, Response(item_id=item.id, text=f"answer {i} " * 20, n_new_tokens=40,
+                                      finish_reason="length"))
+        assert store.get_many(key, [item])[item.id].text == f"answer {i} " * 20
+print("done")
+"""
+
+
+def test_eight_writers_race_to_create_and_fill_one_store_one_killed(tmp_path):
+    """The store layer alone, without models: many processes create, write and read one file at once."""
+    store, n = tmp_path / "race.sqlite3", 300
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(store), f"model-{i % 3}", str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(8)]
+    for proc in procs:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while _rows(store) < n // 2:  # kill one while the others are writing
+        assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].stderr.read().decode()
+        time.sleep(0.002)
+    procs[0].kill()
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert procs[0].returncode == -signal.SIGKILL
+    for proc, (out, err) in zip(procs[1:], results[1:]):
+        assert proc.returncode == 0 and out.strip() == b"done", err.decode()
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("SELECT model_id, COUNT(*) FROM responses GROUP BY model_id").fetchall() == \
+            [(f"model-{i}", n) for i in range(3)]

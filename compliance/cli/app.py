@@ -26,6 +26,10 @@ out = Console(emoji=False)  # fingerprints like ":CD:" must not become emoji
 err = Console(stderr=True, emoji=False)
 _STATE = {"debug": False}
 
+#: Help of ``--tsa`` (``report`` and ``sign``).
+TSA_HELP = ("RFC 3161 time-stamping authority URL (default $COMPLIANCE_TSA_URL): timestamps both signatures "
+            "(PAdES B-T, B-LT where the chains allow) so the report verifies after the certificate expires.")
+
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:

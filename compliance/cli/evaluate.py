@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from compliance.cli.app import app, out
+from compliance.cli.app import TSA_HELP, app, out
 from compliance.constants import BUILTIN_MODEL_ID, ENV_OPENAI_API_KEY
 
 _VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
@@ -61,6 +61,7 @@ def report(
                                                        help="Run this opt-in benchmark whose licence is unconfirmed (e.g. trident-law); repeatable."),
     keys: Optional[Path] = typer.Option(None, "--keys",
                                         help="Sign the report with this key folder (default: $COMPLIANCE_SIGNING_KEYS; unsigned when unset)."),
+    tsa: Optional[str] = typer.Option(None, "--tsa", help=TSA_HELP),
     store: Optional[Path] = typer.Option(None, "--store",
                                          help="Response store file: reuse stored responses, resume a killed run "
                                               "(default: $COMPLIANCE_STORE, else ~/.cache/compliance/responses.sqlite3)."),
@@ -104,7 +105,7 @@ def report(
         limit=limit, seed=seed, device=device, judge=judge, judge_option=judge_option, harm_judge=harm_judge,
         harm_judge_option=harm_judge_option, no_sensitivity=no_sensitivity, no_pdf=no_pdf, allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code, quiet=quiet, suite=suite, data_dir=data_dir,
-        accept_licence=accept_licence, keys=keys, store=store, no_store=no_store, stop=stop, backend=backend,
+        accept_licence=accept_licence, keys=keys, tsa=tsa, store=store, no_store=no_store, stop=stop, backend=backend,
         base_url=base_url, served_model=served_model, served_base_model=served_base_model,
         base_model_url=base_model_url, concurrency=concurrency, api_key_env=api_key_env)
     result = api.run_report(request)
@@ -119,7 +120,8 @@ def report_request(model: str, *, policy: str, base: Optional[str], out_dir: Opt
                    judge: Optional[str], judge_option: Optional[list[str]], harm_judge: Optional[str],
                    harm_judge_option: Optional[list[str]], no_sensitivity: bool, no_pdf: bool, allow_pickle: bool,
                    trust_remote_code: bool, quiet: bool, suite: Optional[list[str]], data_dir: Optional[Path],
-                   accept_licence: Optional[list[str]], keys: Optional[Path], store: Optional[Path], no_store: bool,
+                   accept_licence: Optional[list[str]], keys: Optional[Path], tsa: Optional[str],
+                   store: Optional[Path], no_store: bool,
                    stop: Optional[list[str]], backend: str, base_url: Optional[str], served_model: Optional[str],
                    served_base_model: Optional[str], base_model_url: Optional[str], concurrency: int,
                    api_key_env: str):
@@ -145,7 +147,7 @@ def report_request(model: str, *, policy: str, base: Optional[str], out_dir: Opt
         backend=BackendSpec(name=backend, base_url=base_url, served_model=served_model,
                             served_base_model=served_base_model, base_model_url=base_model_url,
                             concurrency=concurrency, api_key_env=api_key_env),
-        output=OutputSpec(out_dir=out_dir, pdf=not no_pdf, keys=keys, progress=not quiet),
+        output=OutputSpec(out_dir=out_dir, pdf=not no_pdf, keys=keys, tsa=tsa, progress=not quiet),
         store=False if no_store else store)
 
 

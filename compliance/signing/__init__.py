@@ -1,10 +1,11 @@
-"""Signed, verifiable reports: keys, the in-toto/DSSE envelope, the PAdES-signed PDF, verification.
+"""Signed, verifiable reports: keys, the in-toto/DSSE envelope, the PAdES-signed PDF, RFC 3161
+timestamps (:mod:`compliance.signing.timestamp`), verification. The threat model is in SECURITY.md.
 
 Example:
     >>> from compliance import signing
     >>> signing.keygen("keys/", name="ACME Health compliance team")
-    >>> signing.sign_report("reports/my-model", "keys/")
-    >>> signing.verify_report("reports/my-model", keys_dir="keys/").ok
+    >>> signing.sign_report("reports/my-model", "keys/", tsa="http://timestamp.example.com/tsa")
+    >>> signing.verify_report("reports/my-model", keys_dir="keys/", tsa_trust="tsa-root.pem").ok
     True
 """
 

@@ -7,12 +7,18 @@ A key folder holds four files:
 - ``pdf-signing.key``: the PDF signing key, PKCS#8 PEM, mode 0600 (ECDSA P-256 when generated);
 - ``pdf-signing.crt``: its X.509 certificate, followed by any intermediate certificates (PEM).
 
+The two private keys are encrypted (PKCS#8 PBES2: PBKDF2-HMAC-SHA256, 600,000 rounds, AES-256-CBC) with
+``$COMPLIANCE_KEY_PASSPHRASE`` when it is set at ``keygen``, and decrypted with it when signing.
+A private key file that its group or other users may read or write is refused, as OpenSSH does.
+
 Private keys never enter a report, a log or an error message: errors name files, not contents.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from compliance.signing.errors import SigningError
+from compliance.constants import ENV_KEY_PASSPHRASE, key_passphrase
 from compliance.io import atomic_write_bytes
+from compliance.signing.errors import SigningError
 
 REPORT_KEY = "report-signing.key"
 REPORT_PUB = "report-signing.pub"
@@ -38,6 +45,11 @@ DEMO_NAME = "compliance DEMO key — not a trusted identity"
 CERT_VALIDITY_DAYS = 3650
 
 PRIVATE_MODE = 0o600
+#: Permission bits a private key file must not have: any access by group or others.
+FORBIDDEN_MODE_BITS = 0o077
+#: PBKDF2-HMAC-SHA256 rounds that turn the passphrase into the key-encryption key (OWASP's 2023
+#: figure for PBKDF2-SHA256; about 0.2 s per key on one core).
+PBKDF2_ROUNDS = 600_000
 
 
 @dataclass
@@ -51,6 +63,7 @@ class KeyPaths:
     pdf_cert: Path
     fingerprint: str  # of the PDF certificate's public key
     keyid: str  # of the report-signing key
+    encrypted: bool = False  # the private keys are encrypted with the passphrase
 
     @classmethod
     def in_dir(cls, out_dir: Path, fingerprint: str = "", keyid: str = "") -> "KeyPaths":
@@ -78,9 +91,44 @@ def fingerprint(public_key) -> str:
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
-def _private_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+def _private_pem(key, passphrase: Optional[str] = None) -> bytes:
+    """PKCS#8 PEM of ``key``; encrypted (PBES2) with ``passphrase`` when one is given."""
+    if not passphrase:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    return encrypt_pkcs8(der, passphrase)
+
+
+def encrypt_pkcs8(der: bytes, passphrase: str) -> bytes:
+    """A PKCS#8 ``ENCRYPTED PRIVATE KEY`` PEM: PBES2, PBKDF2-HMAC-SHA256 and AES-256-CBC.
+
+    ``cryptography``'s own PKCS#8 encryption derives the key with 2,048 PBKDF2 rounds, cheap to
+    guess against for a stolen key folder; this writes the same standard structure (which
+    ``cryptography`` and ``openssl pkcs8`` read) with :data:`PBKDF2_ROUNDS`.
+    """
+    from asn1crypto import algos as asn1_algos
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import pem
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    salt, iv = os.urandom(16), os.urandom(16)
+    secret = PBKDF2HMAC(hashes.SHA256(), 32, salt, PBKDF2_ROUNDS).derive(passphrase.encode())
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
+    data = encryptor.update(padder.update(der) + padder.finalize()) + encryptor.finalize()
+    info = asn1_keys.EncryptedPrivateKeyInfo({
+        "encryption_algorithm": {"algorithm": "pbes2", "parameters": {
+            "key_derivation_func": {"algorithm": "pbkdf2", "parameters": {
+                "salt": asn1_algos.Pbkdf2Salt(name="specified", value=salt), "iteration_count": PBKDF2_ROUNDS, "prf": {"algorithm": "sha256"}}},
+            "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+        }},
+        "encrypted_data": data,
+    })
+    return pem.armor("ENCRYPTED PRIVATE KEY", info.dump())
 
 
 def _public_pem(key) -> bytes:
@@ -112,7 +160,8 @@ def self_signed_certificate(key, name: str, not_before: Optional[datetime] = Non
 
 def keygen(out_dir: str | Path, name: str = DEMO_NAME, *, pkcs12_file: Optional[str | Path] = None,
            cert_file: Optional[str | Path] = None, key_file: Optional[str | Path] = None,
-           password: Optional[str] = None, overwrite: bool = False) -> KeyPaths:
+           password: Optional[str] = None, overwrite: bool = False,
+           passphrase: Optional[str] = None) -> KeyPaths:
     """Write a new key folder.
 
     The report-signing key is always a new Ed25519 key. The PDF key and certificate are a new
@@ -128,6 +177,8 @@ def keygen(out_dir: str | Path, name: str = DEMO_NAME, *, pkcs12_file: Optional[
         key_file: PEM private key for ``cert_file``.
         password: password of ``pkcs12_file`` or ``key_file``, if encrypted.
         overwrite: replace existing key files.
+        passphrase: encrypt both private keys with it (default ``$COMPLIANCE_KEY_PASSPHRASE``;
+            unencrypted when neither is set).
     """
     out = Path(out_dir)
     paths = KeyPaths.in_dir(out)
@@ -149,16 +200,18 @@ def keygen(out_dir: str | Path, name: str = DEMO_NAME, *, pkcs12_file: Optional[
         pdf_key = ec.generate_private_key(ec.SECP256R1())
         chain = [self_signed_certificate(pdf_key, name)]
 
+    passphrase = passphrase or key_passphrase()
     report_key = ed25519.Ed25519PrivateKey.generate()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(paths.report_key, _private_pem(report_key), mode=PRIVATE_MODE)
+    atomic_write_bytes(paths.report_key, _private_pem(report_key, passphrase), mode=PRIVATE_MODE)
     atomic_write_bytes(paths.report_pub, _public_pem(report_key.public_key()))
-    atomic_write_bytes(paths.pdf_key, _private_pem(pdf_key), mode=PRIVATE_MODE)
+    atomic_write_bytes(paths.pdf_key, _private_pem(pdf_key, passphrase), mode=PRIVATE_MODE)
     atomic_write_bytes(paths.pdf_cert, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
     from compliance.signing.dsse import keyid_of
 
     paths.fingerprint = fingerprint(chain[0].public_key())
     paths.keyid = keyid_of(report_key.public_key())
+    paths.encrypted = bool(passphrase)
     return paths
 
 
@@ -202,15 +255,57 @@ def _load_private_key(path: Path, password: Optional[str] = None):
         raise SigningError(f"cannot read private key {path}: not a PEM private key, or wrong password") from None
 
 
-def load_signing_keys(keys_dir: str | Path) -> SigningKeys:
-    """Load the private keys and certificate chain from a key folder made by :func:`keygen`."""
+def check_private_mode(path: Path) -> None:
+    """Refuse a private key file that its group or other users may access (POSIX only).
+
+    Raises:
+        SigningError: naming the file, its mode and the ``chmod`` that fixes it.
+    """
+    if os.name != "posix" or not path.is_file():
+        return  # a missing file is reported by the reader
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & FORBIDDEN_MODE_BITS:
+        raise SigningError(f"private key {path} is accessible to other users (mode {mode:04o}): "
+                           f"run `chmod 600 {path}`, then sign again")
+
+
+def _load_folder_key(path: Path, passphrase: Optional[str]):
+    """A key folder's private key, decrypted with ``passphrase`` when the file is encrypted."""
+    check_private_mode(path)
+    data = _read(path, "private key")
+    encrypted = b"BEGIN ENCRYPTED PRIVATE KEY" in data
+    if encrypted and not passphrase:
+        raise SigningError(f"private key {path} is encrypted: set ${ENV_KEY_PASSPHRASE} to its passphrase")
+    try:
+        return serialization.load_pem_private_key(data, _password(passphrase) if encrypted else None)
+    except (ValueError, TypeError):
+        # The message never quotes the file or the passphrase: both are secrets.
+        if encrypted:
+            raise SigningError(f"cannot decrypt private key {path}: ${ENV_KEY_PASSPHRASE} is not its passphrase") \
+                from None
+        raise SigningError(f"cannot read private key {path}: not a PEM private key") from None
+
+
+def load_signing_keys(keys_dir: str | Path, passphrase: Optional[str] = None) -> SigningKeys:
+    """Load the private keys and certificate chain from a key folder made by :func:`keygen`.
+
+    Args:
+        keys_dir: the key folder.
+        passphrase: the private keys' passphrase, when they are encrypted (default
+            ``$COMPLIANCE_KEY_PASSPHRASE``).
+
+    Raises:
+        SigningError: a missing folder or file, a key file others may read, an encrypted key
+            without (or with the wrong) passphrase, or a key that does not match its certificate.
+    """
     d = Path(keys_dir)
     if not d.is_dir():
         raise SigningError(f"key folder {d} not found; create one with `compliance keygen --out {d}`")
-    report_key = _load_private_key(d / REPORT_KEY)
+    passphrase = passphrase or key_passphrase()
+    report_key = _load_folder_key(d / REPORT_KEY, passphrase)
     if not isinstance(report_key, ed25519.Ed25519PrivateKey):
         raise SigningError(f"{d / REPORT_KEY} must be an Ed25519 key")
-    pdf_key = _load_private_key(d / PDF_KEY)
+    pdf_key = _load_folder_key(d / PDF_KEY, passphrase)
     chain = load_certificates(d / PDF_CERT)
     if _public_pem(pdf_key.public_key()) != _public_pem(chain[0].public_key()):
         raise SigningError(f"{d / PDF_KEY} does not belong to the certificate {d / PDF_CERT}")

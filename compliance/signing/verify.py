@@ -6,10 +6,12 @@ when none does.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -31,6 +33,7 @@ from compliance.signing.errors import SigningError
 from compliance.signing.keys import PDF_CERT, REPORT_PUB, load_certificates, load_public_key
 from compliance.signing.pdf import ATTACHMENT_ENVELOPE, ATTACHMENT_REPORT, check_pdf
 from compliance.signing.sign import ENVELOPE, REPORT_JSON, REPORT_PDF
+from compliance.signing.timestamp import DSSE_TIMESTAMP_FIELD, check_token
 
 
 @dataclass
@@ -44,6 +47,8 @@ class VerifyResult:
     fingerprint: Optional[str] = None
     keyid: Optional[str] = None
     seconds: float = 0.0
+    pades_level: Optional[str] = None  # B-B, B-T or B-LT
+    timestamped: bool = False  # a trusted RFC 3161 timestamp says when the PDF was signed
 
     @property
     def ok(self) -> bool:
@@ -59,7 +64,9 @@ class VerifyResult:
 
 
 def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: Optional[str | Path] = None,
-                  trust: Optional[str | Path] = None, models: Iterable[str | Path] = ()) -> VerifyResult:
+                  trust: Optional[str | Path] = None, models: Iterable[str | Path] = (),
+                  tsa_trust: Optional[str | Path] = None, at: Optional[datetime] = None,
+                  revoked_at: Optional[datetime] = None) -> VerifyResult:
     """Verify a report folder, a ``report.intoto.json`` or a ``report.pdf``.
 
     Args:
@@ -68,12 +75,25 @@ def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: 
         key: the Ed25519 public key (PEM) the envelope must be signed with (overrides ``keys_dir``).
         trust: certificate(s) (PEM) the PDF signer must chain to (overrides ``keys_dir``).
         models: local model folders whose weight files are checked against the subjects.
+        tsa_trust: certificate(s) (PEM) of the time-stamping authorities whose RFC 3161
+            timestamps count. A signature with such a timestamp is judged at the timestamp's
+            time, so it verifies after its certificate expires, and fails when it was made
+            after the certificate expired.
+        at: verify as of this time instead of now (how the report will verify later); a
+            trusted timestamp's time still wins for the signer's certificate.
+        revoked_at: the signing keys were stolen (or may have been) at this time: a signature
+            counts only when a timestamp from a trusted TSA proves it was made before then.
     """
     started = time.perf_counter()
     p = Path(path)
     if not p.exists():
         raise SigningError(f"{p} not found: give a report folder, a {ENVELOPE} or a {REPORT_PDF}")
     public_key, roots = _load_trust(keys_dir, key, trust)
+    tsa_roots = load_certificates(tsa_trust) if tsa_trust is not None else []
+    if revoked_at is not None and not tsa_roots:
+        raise SigningError("--key-revoked needs --tsa-trust CERT: only a trusted timestamp can show that a "
+                           "signature was made before the keys were revoked")
+    ctx = _Context(public_key, roots, tsa_roots, at, revoked_at)
     model_dirs = [Path(m) for m in models]
     for m in model_dirs:
         if not m.is_dir():
@@ -98,13 +118,24 @@ def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: 
 
     report_bytes = _maybe(folder / REPORT_JSON)
     if envelope_file is not None:
-        _check_json(result, envelope_file.read_bytes(), report_bytes, public_key, model_dirs, ENVELOPE)
+        _check_json(result, envelope_file.read_bytes(), report_bytes, ctx, model_dirs, ENVELOPE)
     if pdf_file is not None:
         # A PDF on its own carries everything: its embedded envelope and report are checked too.
-        _check_pdf_file(result, pdf_file, roots, public_key, model_dirs, folder_report=report_bytes,
+        _check_pdf_file(result, pdf_file, ctx, model_dirs, folder_report=report_bytes,
                         folder_envelope=_maybe(folder / ENVELOPE), run_json=envelope_file is None)
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Context:
+    """What the checks verify against."""
+
+    public_key: Optional[ed25519.Ed25519PublicKey]
+    roots: list[x509.Certificate]
+    tsa_roots: list[x509.Certificate]
+    at: Optional[datetime]
+    revoked_at: Optional[datetime] = None
 
 
 def _maybe(path: Path) -> Optional[bytes]:
@@ -126,7 +157,7 @@ def _load_trust(keys_dir, key, trust) -> tuple[Optional[ed25519.Ed25519PublicKey
 
 
 def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[bytes],
-                public_key, model_dirs: list[Path], label: str) -> None:
+                ctx: _Context, model_dirs: list[Path], label: str) -> None:
     from compliance.schemas import report_errors
 
     try:
@@ -136,10 +167,12 @@ def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[by
         return
     if env["payloadType"] != PAYLOAD_TYPE:
         result.failed.append(f"{label}: payloadType is {env['payloadType']!r}, expected {PAYLOAD_TYPE}")
-    if public_key is None:
+    if ctx.public_key is None:
         result.failed.append(f"{label}: DSSE signature not checked: no public key given (use --key PUB or --keys DIR)")
     else:
-        result.check(check_signature(env, payload, public_key), f"{label}: DSSE signature verifies (keyid {result.keyid[:16]}…)")
+        result.check(check_signature(env, payload, ctx.public_key),
+                     f"{label}: DSSE signature verifies (keyid {result.keyid[:16]}…)")
+    _check_dsse_timestamps(result, env, ctx, label)
     try:
         statement = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -200,14 +233,51 @@ def _check_models(result: VerifyResult, report: dict, subjects: dict[str, str], 
         result.check(problems, f"{d}: {len(roles[role])} weight file(s) match the {role}'s subjects")
 
 
-def _check_pdf_file(result: VerifyResult, pdf_file: Path, roots: list[x509.Certificate], public_key,
+def _check_dsse_timestamps(result: VerifyResult, env: dict, ctx: _Context, label: str) -> None:
+    """Each ``timestamp`` beside a DSSE signature must be an intact RFC 3161 token over that signature."""
+    proven_before_revocation = False
+    for entry in env["signatures"]:
+        if not isinstance(entry, dict) or DSSE_TIMESTAMP_FIELD not in entry:
+            continue
+        try:
+            sig = base64.b64decode(entry["sig"], validate=True)
+        except (ValueError, TypeError, KeyError):
+            continue  # check_signature has reported it
+        ts = check_token(entry[DSSE_TIMESTAMP_FIELD], sig, ctx.tsa_roots)
+        if ts.problems:
+            result.failed.extend(f"{label}: DSSE signature {p}" for p in ts.problems)
+        elif ts.trusted:
+            result.passed.append(f"{label}: RFC 3161 timestamp {ts.time_text} by {ts.tsa} (trusted) "
+                                 "over the DSSE signature: it existed then")
+            proven_before_revocation |= ctx.revoked_at is not None and ts.time < ctx.revoked_at
+        else:
+            result.passed.append(f"{label}: RFC 3161 timestamp {ts.time_text} by {ts.tsa} over the DSSE signature "
+                                 "is intact; its TSA is not trusted (give --tsa-trust CERT)")
+    if ctx.revoked_at is not None:
+        result.check([] if proven_before_revocation else [
+            f"{label}: no trusted timestamp shows the DSSE signature was made before the keys were revoked "
+            f"({_utc_text(ctx.revoked_at)})"], f"{label}: DSSE signature made before the keys were revoked")
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_pdf_file(result: VerifyResult, pdf_file: Path, ctx: _Context,
                     model_dirs: list[Path], folder_report: Optional[bytes], folder_envelope: Optional[bytes],
                     run_json: bool) -> None:
-    check = check_pdf(pdf_file.read_bytes(), roots)
+    check = check_pdf(pdf_file.read_bytes(), ctx.roots, at=ctx.at, tsa_roots=ctx.tsa_roots)
     result.signer, result.signed_at, result.fingerprint = check.signer, check.signed_at, check.fingerprint
+    result.pades_level, result.timestamped = check.level, check.timestamped
     name = pdf_file.name
     ok = result.check([f"{name}: {p}" if not p.startswith("PDF") else p for p in check.problems],
-                      f"{name}: PAdES signature intact, covers the whole file, trusted")
+                      f"{name}: PAdES {check.level} signature intact, covers the whole file, trusted")
+    result.passed.extend(f"{name}: {note}" for note in check.notes)
+    if ctx.revoked_at is not None and check.level is not None:
+        before = check.timestamp_at is not None and check.timestamp_at < ctx.revoked_at
+        result.check([] if before else [f"{name}: no trusted timestamp shows the PDF was signed before the keys were "
+                                        f"revoked ({_utc_text(ctx.revoked_at)})"],
+                     f"{name}: signed before the keys were revoked")
     if not ok and not check.attachments:
         return
     embedded_report = check.attachments.get(ATTACHMENT_REPORT)
@@ -221,6 +291,6 @@ def _check_pdf_file(result: VerifyResult, pdf_file: Path, roots: list[x509.Certi
         elif folder_copy is not None:
             result.check([] if embedded == folder_copy else [f"{name}: embedded {attachment} differs from {folder_file}"],
                          f"{name}: embedded {attachment} equals {folder_file}")
-    if run_json and embedded_envelope is not None and public_key is not None:
-        _check_json(result, embedded_envelope, embedded_report, public_key, model_dirs,
+    if run_json and embedded_envelope is not None and ctx.public_key is not None:
+        _check_json(result, embedded_envelope, embedded_report, ctx, model_dirs,
                     f"{name} embedded {ATTACHMENT_ENVELOPE}")

@@ -18,6 +18,12 @@ Key of a row:
 
 Every :meth:`ResponseStore.put` commits at once. With WAL and ``synchronous=NORMAL`` a committed
 row survives the process being killed (SIGKILL), which is what resume relies on.
+
+Several processes may share one store (four ``compliance report`` runs at once, say): WAL lets
+readers run beside the one writer, each put is one short transaction of its own, and a process
+that finds the file locked waits up to :data:`BUSY_TIMEOUT_S` for it, creating the file
+included. A process killed mid-write leaves no partial row: its open transaction is rolled back
+by the next connection. ``tests/test_store.py`` runs both (eight bare writers, four reports).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from compliance.errors import ComplianceError
 from compliance.records import GenConfig, ModelRecord, Response, SuiteItem
 
 SCHEMA_VERSION = "1"
+#: Seconds a connection waits for another process's lock before the store reports it busy.
+BUSY_TIMEOUT_S = 30
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -137,7 +145,7 @@ class ResponseStore:
             raise StoreError(f"Response store {self.path} is a folder: point ${ENV_STORE} (or --store) at a file.")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
