@@ -150,6 +150,16 @@ class OpenAITestServer:
         """The ``/chat/completions`` and ``/completions`` requests received so far."""
         return [r for r in self.requests if r.path in ("/chat/completions", "/completions")]
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no generation request is being handled (one a client gave up on still runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._state.in_flight:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"requests still in flight after {timeout} s")
+
     @property
     def max_in_flight(self) -> int:
         """The most generation requests being handled at the same moment."""
