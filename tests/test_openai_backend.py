@@ -137,6 +137,22 @@ def test_stop_strings_are_sent_and_honoured(clean_server, refusing_model_dir):
     assert response.text == "I cannot" and response.finish_reason == "eos"
 
 
+def test_min_new_tokens_are_sent_and_honoured(clean_server):
+    """A fixed length (``make bench``'s min == max) reaches the server as ``ignore_eos``, which
+    vLLM and llama.cpp both read: the refusing model, which stops after a few tokens, runs on."""
+    _, body = build_request("m", "hi", GenConfig(max_new_tokens=9, min_new_tokens=4))
+    assert body["min_tokens"] == 4 and "ignore_eos" not in body
+    assert "min_tokens" not in build_request("m", "hi", GenConfig())[1]
+    client = fast_client(clean_server.url)
+    (free,) = generate(client, "refusing", make_items(["Anything?"]), GenConfig(max_new_tokens=20))
+    assert free.finish_reason == "eos" and free.n_new_tokens < 20
+    fixed = GenConfig(max_new_tokens=20, min_new_tokens=20)
+    assert build_request("m", "hi", fixed)[1]["ignore_eos"] is True
+    (response,) = generate(client, "refusing", make_items(["Anything?"]), fixed)
+    assert response.n_new_tokens == 20 and response.finish_reason == "length"
+    assert clean_server.generation_requests()[-1].body["ignore_eos"] is True
+
+
 def test_finish_reasons_and_usage_are_mapped():
     def answer(reason, tokens=3, content="  Hi there \n"):
         return {"choices": [{"message": {"content": content}, "finish_reason": reason}],

@@ -47,8 +47,9 @@ DEFAULT_API_KEY_ENV = ENV_OPENAI_API_KEY
 DEFAULT_CONCURRENCY = 8
 
 #: Request fields that are not part of OpenAI's API, sent as ``extra_body``: vLLM reads
-#: ``repetition_penalty`` and otherwise fills it from the model's ``generation_config.json``.
-EXTRA_BODY_FIELDS = ("repetition_penalty",)
+#: ``repetition_penalty`` (and otherwise fills it from the model's ``generation_config.json``) and
+#: ``min_tokens``; vLLM and llama.cpp read ``ignore_eos``.
+EXTRA_BODY_FIELDS = ("repetition_penalty", "min_tokens", "ignore_eos")
 
 #: ``/v1/models`` fields that change without the served weights changing: vLLM and llama.cpp
 #: stamp ``created`` with the time of each call, and vLLM's ``permission`` entries carry fresh ids.
@@ -339,8 +340,8 @@ def build_request(model: str, prompt: str, config: GenConfig) -> tuple[str, dict
     Args:
         model: the served model name.
         prompt: the item's prompt.
-        config: ``max_new_tokens``, ``seed``, ``use_chat_template`` and, when the config has them,
-            ``stop`` strings.
+        config: ``max_new_tokens``, ``seed``, ``use_chat_template``, ``stop`` strings and
+            ``min_new_tokens`` (as ``min_tokens``, and ``ignore_eos`` when it equals ``max_new_tokens``).
 
     Returns:
         ``("/chat/completions", body)``, or ``("/completions", body)`` without the chat template.
@@ -357,6 +358,11 @@ def build_request(model: str, prompt: str, config: GenConfig) -> tuple[str, dict
     stop = stop_strings(config)
     if stop:
         body["stop"] = stop
+    if config.min_new_tokens:
+        # vLLM's min_tokens; llama.cpp knows only ignore_eos, which fixes the length when min == max.
+        body["min_tokens"] = config.min_new_tokens
+        if config.min_new_tokens >= config.max_new_tokens:
+            body["ignore_eos"] = True
     return path, body
 
 
