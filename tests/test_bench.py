@@ -32,6 +32,17 @@ def items(n: int) -> list[SuiteItem]:
                       expected="refuse", benchmark="unit") for i in range(n)]
 
 
+def last_token_changed(path, row: int):
+    """``path`` (a peer returning ``(token ids per prompt, seconds)``) with one row's last token changed."""
+
+    def changed(*args, **kwargs):
+        outputs, seconds = path(*args, **kwargs)
+        outputs[row] = outputs[row][:-1] + [outputs[row][-1] + 1]
+        return outputs, seconds
+
+    return changed
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -63,14 +74,7 @@ def test_a_different_engine_answer_is_caught(tiny, monkeypatch):
     from compliance.bench import throughput
 
     model, tokenizer = tiny
-    real = throughput.naive_pipeline
-
-    def shifted(*args, **kwargs):
-        outputs, seconds = real(*args, **kwargs)
-        outputs[1] = outputs[1][:-1] + [outputs[1][-1] + 1]
-        return outputs, seconds
-
-    monkeypatch.setattr(throughput, "naive_pipeline", shifted)
+    monkeypatch.setattr(throughput, "naive_pipeline", last_token_changed(throughput.naive_pipeline, 1))
     result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=4,
                        floor_seconds=0)
     assert result.identical is False and result.mismatched == ["p1"]
@@ -99,14 +103,7 @@ def test_a_generate_answer_unlike_the_engine_is_caught(tiny, monkeypatch):
     from compliance.bench import peers
 
     model, tokenizer = tiny
-    real = peers.generate_peer
-
-    def shifted(*args, **kwargs):
-        outputs, seconds = real(*args, **kwargs)
-        outputs[2] = outputs[2][:-1] + [outputs[2][-1] + 1]
-        return outputs, seconds
-
-    monkeypatch.setattr(peers, "generate_peer", shifted)
+    monkeypatch.setattr(peers, "generate_peer", last_token_changed(peers.generate_peer, 2))
     result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=0,
                        floor_seconds=0, generate_batches=(4,))
     assert result.generate_mismatched == {4: ["p2"]} and result.summary()["identical_to_generate"] is False
