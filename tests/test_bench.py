@@ -200,6 +200,7 @@ def test_no_prompts_is_refused(tiny):
     (["--generate-batches", "0"], "every batch size must be at least 1"),
     (["--peer", "vllm"], "--peer 'vllm' is not a known peer: choose llama-cpp"),
     (["--llama-slots", "0"], "--llama-slots 0 must be at least 1"),
+    (["--llama-threads", "0"], "--llama-threads 0 must be at least 1"),
     (["--peer", "llama-cpp", "--random-weights", "llama-3.2-1b"], "drop --random-weights or the peer"),
 ])
 def test_bad_bench_options_give_one_line(args, message, monkeypatch, capsys):

@@ -154,3 +154,4 @@ def test_bench_peer_runs_fixed_lengths(server, gguf):
     tokens, seconds, details = llama_cpp_peer(gguf, items, new_tokens=12, slots=2, threads=THREADS)
     assert tokens == 4 * 12 and seconds > 0
     assert details["version"].startswith("version") and "--parallel" in details["command"]
+    assert (details["slots"], details["threads"]) == (2, THREADS)

@@ -129,7 +129,8 @@ def llama_cpp_peer(
         progress: called with the number of answers done.
 
     Returns:
-        ``(tokens generated, seconds, server details)``: its version and command line.
+        ``(tokens generated, seconds, server details)``: its version, command line, slots, threads
+        and the slots busy per decode step on average (from its ``/metrics``).
 
     Raises:
         LlamaServerError: the server is not built or does not start.
@@ -145,5 +146,6 @@ def llama_cpp_peer(
         responses = openai_backend.generate(client, "bench", items, config, progress=progress)
         seconds = time.perf_counter() - start
         details = {"version": server_version(server.binary), "command": server.command()[1:],
+                   "slots": slots, "threads": server.threads_used,
                    "busy_slots_per_decode": server.metrics().get("n_busy_slots_per_decode")}
     return sum(r.n_new_tokens for r in responses), seconds, details

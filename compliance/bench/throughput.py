@@ -327,6 +327,7 @@ def run_bench(
     peers: Sequence[str] = (),
     gguf: Optional[Path] = None,
     llama_slots: int = 16,
+    llama_threads: Optional[int] = None,
 ) -> BenchResult:
     """Measure every path on ``items`` and compare the engine's tokens with the others' where both ran.
 
@@ -345,6 +346,7 @@ def run_bench(
         peers: optional peers to run too (:data:`compliance.bench.peers.OPTIONAL_PEERS`).
         gguf: the model's GGUF file, for the ``llama-cpp`` peer.
         llama_slots: the ``llama-cpp`` peer's parallel slots (requests in flight).
+        llama_threads: the ``llama-cpp`` peer's CPU threads (None: every core).
 
     Raises:
         ComplianceError: no prompts, a length or batch size below 1, an unknown peer, or
@@ -364,8 +366,8 @@ def run_bench(
     if "llama-cpp" in peers and gguf is None:
         raise ComplianceError("--peer llama-cpp needs the model as a GGUF file: bench the built-in model "
                               "or a folder that holds one .gguf file.")
-    if any(b < 1 for b in generate_batches) or llama_slots < 1:
-        raise ComplianceError("Every --generate-batches size and --llama-slots must be at least 1.")
+    if any(b < 1 for b in generate_batches) or llama_slots < 1 or (llama_threads is not None and llama_threads < 1):
+        raise ComplianceError("Every --generate-batches size, --llama-slots and --llama-threads must be at least 1.")
     if batch_size is None:
         batch_size = batch_size_for(model, new_tokens)
     batch_size = min(batch_size, len(items))  # what the engine runs: a batch holds at most every prompt
@@ -411,7 +413,7 @@ def run_bench(
     llama_cpp, llama_cpp_server = None, None
     if "llama-cpp" in peers:
         tokens, seconds, llama_cpp_server = llama_cpp_peer(
-            gguf, items, new_tokens, llama_slots,
+            gguf, items, new_tokens, llama_slots, llama_threads,
             progress=(lambda done: progress("llama-cpp", done, len(items))) if progress else None)
         llama_cpp = PathResult("llama-cpp", len(items), tokens, seconds)
 

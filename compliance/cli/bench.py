@@ -41,6 +41,8 @@ def bench(
     peer: list[str] = typer.Option([], "--peer", help="Also measure an optional peer: llama-cpp (llama.cpp's server "
                                                       "on the model's GGUF, built by `make llama-server`). Repeatable."),
     llama_slots: int = typer.Option(16, "--llama-slots", help="Parallel slots of the llama-cpp peer (requests in flight)."),
+    llama_threads: Optional[int] = typer.Option(None, "--llama-threads",
+                                                help="CPU threads of the llama-cpp peer (default: every core)."),
 ) -> None:
     """Measure generation throughput: the engine reports use against what a user would run instead, on the same prompts.
 
@@ -73,6 +75,8 @@ def bench(
         raise ComplianceError(f"--peer {unknown[0]!r} is not a known peer: choose {', '.join(OPTIONAL_PEERS)}.")
     if llama_slots < 1:
         raise ComplianceError(f"--llama-slots {llama_slots} must be at least 1.")
+    if llama_threads is not None and llama_threads < 1:
+        raise ComplianceError(f"--llama-threads {llama_threads} must be at least 1.")
     if "llama-cpp" in peer and random_weights is not None:
         raise ComplianceError("--peer llama-cpp serves the model's own GGUF file: drop --random-weights or the peer.")
     items = list(load_suite([suite]).items)
@@ -109,7 +113,8 @@ def bench(
         with torch.inference_mode():
             result = run_bench(loaded, tokenizer, name, items, new_tokens=new_tokens, batch_size=batch_size,
                                naive_prompts=naive_prompts, progress=progress, floor_seconds=floor_seconds,
-                               generate_batches=batches, peers=peer, gguf=gguf, llama_slots=llama_slots)
+                               generate_batches=batches, peers=peer, gguf=gguf, llama_slots=llama_slots,
+                               llama_threads=llama_threads)
     summary = result.summary()
     table = Table(title=f"Throughput: {name} on {result.device} ({result.dtype}), {new_tokens} new tokens per prompt")
     for column in ("path", "prompts", "batch", "tokens", "seconds", "tok/s"):
@@ -123,7 +128,8 @@ def bench(
     table.add_row("engine", str(result.engine.n_prompts), str(result.batch_size), str(result.engine.tokens),
                   f"{result.engine.seconds:.1f}", f"{result.engine.tok_s:.1f}")
     if result.llama_cpp:
-        table.add_row(f"llama.cpp server ({llama_slots} slots) via --backend openai", str(result.llama_cpp.n_prompts),
+        threads = result.llama_cpp_server["threads"]
+        table.add_row(f"llama.cpp server ({llama_slots} slots, {threads} threads) via --backend openai", str(result.llama_cpp.n_prompts),
                       str(llama_slots), str(result.llama_cpp.tokens), f"{result.llama_cpp.seconds:.1f}",
                       f"{result.llama_cpp.tok_s:.1f}")
     out.print(table)

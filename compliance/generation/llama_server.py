@@ -131,9 +131,14 @@ class LlamaServer:
         """The base URL for :class:`~compliance.generation.openai_backend.OpenAIClient`: ``http://127.0.0.1:PORT/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def threads_used(self) -> int:
+        """``threads``, or every core this process may use."""
+        return self.threads or len(os.sched_getaffinity(0))
+
     def command(self) -> list[str]:
         """The command line that starts the server (``port`` must be set)."""
-        threads = self.threads or len(os.sched_getaffinity(0))
+        threads = self.threads_used
         return [str(self.binary), "--model", str(self.model), "--alias", self.alias, "--host", "127.0.0.1",
                 "--port", str(self.port), "--parallel", str(self.slots),
                 "--ctx-size", str(self.slots * self.context_per_slot), "--threads", str(threads),
