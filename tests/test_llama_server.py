@@ -155,3 +155,34 @@ def test_bench_peer_runs_fixed_lengths(server, gguf):
     assert tokens == 4 * 12 and seconds > 0
     assert details["version"].startswith("version") and "--parallel" in details["command"]
     assert (details["slots"], details["threads"]) == (2, THREADS)
+
+
+# --- without a server: each failure is one line --------------------------------------------
+
+
+def test_a_named_binary_that_is_not_there_is_one_line(tmp_path, monkeypatch, capsys):
+    from compliance.generation import llama_server
+
+    monkeypatch.setenv("COMPLIANCE_LLAMA_SERVER", str(tmp_path / "nothing"))
+    with pytest.raises(llama_server.LlamaServerError, match=r"\$COMPLIANCE_LLAMA_SERVER .* `make llama-server`"):
+        llama_server.find_llama_server()
+    assert llama_server.main(["--version"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "make llama-server" in err
+
+
+def test_a_binary_that_fails_or_exits_is_reported_with_its_log(tmp_path):
+    from compliance.generation.llama_server import LlamaServer, LlamaServerError, server_version
+
+    failing = tmp_path / "llama-server"
+    failing.write_text("#!/bin/sh\necho 'illegal instruction' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    with pytest.raises(LlamaServerError, match="--version failed .illegal instruction.*make llama-server"):
+        server_version(failing)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(LlamaServerError, match="exited with status 3 while starting .illegal instruction.") as info:
+        LlamaServer(model, alias="m", binary=failing).start()
+    assert "\n" not in str(info.value)
+    with pytest.raises(LlamaServerError, match="does not exist"):
+        LlamaServer(tmp_path / "none.gguf", alias="m", binary=failing).start()
