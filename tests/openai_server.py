@@ -2,7 +2,7 @@
 
 Standard library only (``http.server``), like ``hub_server.py``. It serves ``GET /v1/models``,
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` with greedy decoding, honouring
-``max_tokens`` and ``stop``, and answers the way vLLM does: ``finish_reason`` ``stop`` or
+``max_tokens``, ``stop`` and vLLM's ``min_tokens`` and ``ignore_eos``, and answers the way vLLM does: ``finish_reason`` ``stop`` or
 ``length``, ``usage.completion_tokens`` counting the end-of-sequence token, and a ``created``
 stamp in ``/v1/models`` that changes on every call.
 
@@ -150,6 +150,16 @@ class OpenAITestServer:
         """The ``/chat/completions`` and ``/completions`` requests received so far."""
         return [r for r in self.requests if r.path in ("/chat/completions", "/completions")]
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no generation request is being handled (one a client gave up on still runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._state.in_flight:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"requests still in flight after {timeout} s")
+
     @property
     def max_in_flight(self) -> int:
         """The most generation requests being handled at the same moment."""
@@ -191,6 +201,8 @@ class OpenAITestServer:
         if body.get("temperature", 1) != 0:
             return 400, {"error": {"message": "this test server decodes greedily only: send temperature 0"}}
         max_tokens = int(body.get("max_tokens") or 16)
+        # vLLM's extensions: no end of sequence before min_tokens, or none at all with ignore_eos.
+        min_tokens = max_tokens if body.get("ignore_eos") else int(body.get("min_tokens") or 0)
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else list(stop)
         tok = served.tokenizer
@@ -202,7 +214,7 @@ class OpenAITestServer:
         with self._model_lock, torch.inference_mode():
             output = served.model.generate(
                 input_ids=torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-                max_new_tokens=max_tokens, do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
+                max_new_tokens=max_tokens, min_new_tokens=min_tokens, do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
                 eos_token_id=served.eos_ids, pad_token_id=tok.pad_token_id if tok.pad_token_id is not None
                 else served.eos_ids[0])
         new = output[0, len(ids):].tolist()

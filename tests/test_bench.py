@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cli_runner import run_cli
+from compliance.bench.peers import left_pad, parse_batch_sizes
 from compliance.bench.throughput import (
     engine_matmul_flops,
     gpu_bounds,
@@ -20,7 +21,8 @@ from compliance.bench.throughput import (
 from compliance.errors import ComplianceError
 from compliance.records import SuiteItem
 
-SUMMARY_KEYS = {"naive_tok_s", "engine_tok_s", "ratio", "peak_rss_mb", "device", "model", "n_prompts", "new_tokens"}
+SUMMARY_KEYS = {"naive_tok_s", "engine_tok_s", "ratio", "peak_rss_mb", "device", "model", "n_prompts", "new_tokens",
+                "peers", "engine_vs_best_peer"}
 
 
 def items(n: int) -> list[SuiteItem]:
@@ -28,6 +30,17 @@ def items(n: int) -> list[SuiteItem]:
              "What is the capital of France?", "Which stocks will double next month?", "x"]
     return [SuiteItem(id=f"p{i}", prompt=texts[i % len(texts)] + f" ({i})", category="c", domain="general",
                       expected="refuse", benchmark="unit") for i in range(n)]
+
+
+def last_token_changed(path, row: int):
+    """``path`` (a peer returning ``(token ids per prompt, seconds)``) with one row's last token changed."""
+
+    def changed(*args, **kwargs):
+        outputs, seconds = path(*args, **kwargs)
+        outputs[row] = outputs[row][:-1] + [outputs[row][-1] + 1]
+        return outputs, seconds
+
+    return changed
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +74,51 @@ def test_a_different_engine_answer_is_caught(tiny, monkeypatch):
     from compliance.bench import throughput
 
     model, tokenizer = tiny
-    real = throughput.naive_pipeline
-
-    def shifted(*args, **kwargs):
-        outputs, seconds = real(*args, **kwargs)
-        outputs[1] = outputs[1][:-1] + [outputs[1][-1] + 1]
-        return outputs, seconds
-
-    monkeypatch.setattr(throughput, "naive_pipeline", shifted)
+    monkeypatch.setattr(throughput, "naive_pipeline", last_token_changed(throughput.naive_pipeline, 1))
     result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=4,
                        floor_seconds=0)
     assert result.identical is False and result.mismatched == ["p1"]
     assert result.summary()["identical_outputs"] is False
+
+
+def test_generate_peer_runs_each_batch_and_the_best_is_the_peer(tiny):
+    model, tokenizer = tiny
+    result = run_bench(model, tokenizer, "tiny", items(9), new_tokens=5, batch_size=4, naive_prompts=2,
+                       floor_seconds=0, generate_batches=(2, 9))
+    assert sorted(result.generate_runs) == [2, 9]
+    assert all(run.tokens == 9 * 5 and run.n_prompts == 9 for run in result.generate_runs.values())
+    assert result.generate_mismatched == {2: [], 9: []}  # left-padded generate decodes as the engine does
+    summary = result.summary()
+    best = max(result.generate_runs, key=lambda b: result.generate_runs[b].tok_s)
+    assert summary["generate_best_batch"] == best
+    assert summary["peers"]["generate"] == round(result.generate_runs[best].tok_s, 2)
+    assert set(summary["peers"]) == {"naive", "generate"} and set(summary["generate_batches"]) == {"2", "9"}
+    fastest = max(summary["peers"], key=summary["peers"].get)
+    assert summary["best_peer"] == fastest
+    assert summary["engine_vs_best_peer"] == pytest.approx(result.engine.tok_s / result.peers()[fastest], rel=0.01)
+    assert summary["identical_to_generate"] is True
+
+
+def test_a_generate_answer_unlike_the_engine_is_caught(tiny, monkeypatch):
+    from compliance.bench import peers
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(peers, "generate_peer", last_token_changed(peers.generate_peer, 2))
+    result = run_bench(model, tokenizer, "tiny", items(4), new_tokens=3, batch_size=4, naive_prompts=0,
+                       floor_seconds=0, generate_batches=(4,))
+    assert result.generate_mismatched == {4: ["p2"]} and result.summary()["identical_to_generate"] is False
+
+
+def test_left_pad_puts_padding_first_and_masks_it():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_parse_batch_sizes():
+    assert parse_batch_sizes("32,64,128", "--x") == (32, 64, 128)
+    assert parse_batch_sizes("none", "--x") == () == parse_batch_sizes("", "--x")
+    with pytest.raises(ComplianceError, match="--x 'a' is not a comma-separated list"):
+        parse_batch_sizes("a", "--x")
 
 
 def test_naive_path_can_be_skipped(tiny):
@@ -82,6 +128,7 @@ def test_naive_path_can_be_skipped(tiny):
     assert result.naive is None and result.identical is None
     assert result.summary()["ratio"] is None and result.summary()["naive_tok_s"] is None
     assert result.summary()["cpu_floor"] is None  # skipped
+    assert result.summary()["peers"] == {} and result.summary()["engine_vs_best_peer"] is None
 
 
 def test_matmul_flops_count_every_weight_product(tiny):
@@ -149,6 +196,12 @@ def test_no_prompts_is_refused(tiny):
     (["--batch-size", "0"], "--batch-size 0"),
     (["--random-weights", "gpt-9"], "--random-weights 'gpt-9' is not a known shape"),
     (["--floor-seconds", "-1"], "--floor-seconds -1 must be 0"),
+    (["--generate-batches", "32,lots"], "--generate-batches '32,lots' is not a comma-separated list"),
+    (["--generate-batches", "0"], "every batch size must be at least 1"),
+    (["--peer", "vllm"], "--peer 'vllm' is not a known peer: choose llama-cpp"),
+    (["--llama-slots", "0"], "--llama-slots 0 must be at least 1"),
+    (["--llama-threads", "0"], "--llama-threads 0 must be at least 1"),
+    (["--peer", "llama-cpp", "--random-weights", "llama-3.2-1b"], "drop --random-weights or the peer"),
 ])
 def test_bad_bench_options_give_one_line(args, message, monkeypatch, capsys):
     code, out, err = run_cli(["bench", *args], monkeypatch, capsys)
@@ -160,17 +213,37 @@ def test_bad_bench_options_give_one_line(args, message, monkeypatch, capsys):
 def test_bench_cli_prints_a_table_then_one_json_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
     code, out, _ = run_cli(["bench", "--model", str(tiny_model_dir), "--prompts", "5", "--new-tokens", "3",
                             "--naive-prompts", "2", "--batch-size", "4", "--floor-seconds", "0.2",
-                            "--json-out", str(tmp_path / "b.json")],
+                            "--generate-batches", "2,4", "--json-out", str(tmp_path / "b.json")],
                            monkeypatch, capsys)
     assert code == 0, out
     lines = out.strip().splitlines()
     summary = json.loads(lines[-1])
     assert SUMMARY_KEYS <= set(summary)
     assert summary["n_prompts"] == 5 and summary["new_tokens"] == 3 and summary["identical_outputs"] is True
-    assert "naive pipeline" in out and "engine" in out
+    assert set(summary["peers"]) == {"naive", "generate"} and summary["identical_to_generate"] is True
+    assert "naive pipeline" in out and "engine" in out and "transformers generate" in out
+    assert "Engine / best peer" in out and "engine vs generate at batch 4, on all 5 prompts: identical" in out
     assert "Matrix products:" in out and summary["cpu_floor"]["ceiling_gflop_s"] > 0
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["summary"] == summary
+
+
+def test_llama_cpp_peer_needs_a_gguf_file(tiny_model_dir, monkeypatch, capsys):
+    code, _, err = run_cli(["bench", "--model", str(tiny_model_dir), "--prompts", "2", "--peer", "llama-cpp"],
+                           monkeypatch, capsys)
+    assert code != 0 and "needs the model as a GGUF file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_llama_cpp_peer_without_a_server_is_one_line_before_any_measurement(tmp_path, monkeypatch, capsys):
+    """A folder holding a GGUF file names one; a missing server is reported before the model even loads."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "m" / "model.gguf").write_bytes(b"GGUF")  # never read: the server check comes first
+    monkeypatch.setenv("COMPLIANCE_LLAMA_SERVER", str(tmp_path / "no-such-binary"))
+    code, _, err = run_cli(["bench", "--model", str(tmp_path / "m"), "--prompts", "2", "--peer", "llama-cpp"],
+                           monkeypatch, capsys)
+    assert code != 0 and "$COMPLIANCE_LLAMA_SERVER" in err and "make llama-server" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_gpu_check_runs_every_step_on_cpu(tiny_model_dir, tmp_path):

@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,8 @@ def make_items(prompts: list[str]) -> list[SuiteItem]:
 
 
 def fast_client(url: str, **kwargs) -> OpenAIClient:
-    """A client whose retries wait milliseconds, not seconds."""
-    return OpenAIClient(url, **{"backoff": 0.01, "max_backoff": 2.0, "connect_timeout": 2.0, "timeout": 60.0,
-                                **kwargs})
+    """A client that gives up on a silent server within a minute (the openai client sets the backoff)."""
+    return OpenAIClient(url, **{"connect_timeout": 2.0, "timeout": 60.0, **kwargs})
 
 
 def one_line(text: str) -> str:
@@ -137,6 +137,22 @@ def test_stop_strings_are_sent_and_honoured(clean_server, refusing_model_dir):
     assert response.text == "I cannot" and response.finish_reason == "eos"
 
 
+def test_min_new_tokens_are_sent_and_honoured(clean_server):
+    """A fixed length (``make bench``'s min == max) reaches the server as ``ignore_eos``, which
+    vLLM and llama.cpp both read: the refusing model, which stops after a few tokens, runs on."""
+    _, body = build_request("m", "hi", GenConfig(max_new_tokens=9, min_new_tokens=4))
+    assert body["min_tokens"] == 4 and "ignore_eos" not in body
+    assert "min_tokens" not in build_request("m", "hi", GenConfig())[1]
+    client = fast_client(clean_server.url)
+    (free,) = generate(client, "refusing", make_items(["Anything?"]), GenConfig(max_new_tokens=20))
+    assert free.finish_reason == "eos" and free.n_new_tokens < 20
+    fixed = GenConfig(max_new_tokens=20, min_new_tokens=20)
+    assert build_request("m", "hi", fixed)[1]["ignore_eos"] is True
+    (response,) = generate(client, "refusing", make_items(["Anything?"]), fixed)
+    assert response.n_new_tokens == 20 and response.finish_reason == "length"
+    assert clean_server.generation_requests()[-1].body["ignore_eos"] is True
+
+
 def test_finish_reasons_and_usage_are_mapped():
     def answer(reason, tokens=3, content="  Hi there \n"):
         return {"choices": [{"message": {"content": content}, "finish_reason": reason}],
@@ -176,7 +192,7 @@ def test_retry_after_is_honoured(clean_server):
     client = fast_client(clean_server.url)
     start = time.monotonic()
     client.complete("tiny", make_items(["hi"])[0], GenConfig(max_new_tokens=2))
-    assert time.monotonic() - start >= 0.95  # the server's 1 s, not the client's 10 ms backoff
+    assert time.monotonic() - start >= 0.95  # the server's 1 s, not the client's 0.5 s backoff
     assert client.retries == 1
 
 
@@ -222,6 +238,61 @@ def test_api_key_is_sent_and_its_absence_explained(clean_server):
         fast_client(clean_server.url).list_models()
     assert "401" in str(err.value) and "$OPENAI_API_KEY" in one_line(str(err.value))
     assert "tiny" in fast_client(clean_server.url, api_key="sekrit").list_models()
+
+
+def test_no_key_sends_none_even_with_openai_api_key_set(clean_server, monkeypatch):
+    """The openai client would read $OPENAI_API_KEY by itself; ours sends only the key it is given."""
+    clean_server.api_key = "sekrit"
+    monkeypatch.setenv("OPENAI_API_KEY", "sekrit")
+    with pytest.raises(OpenAIServerError, match="401"):
+        fast_client(clean_server.url, api_key_env="COMPLIANCE_TEST_KEY").list_models()
+
+
+def test_a_timeout_is_one_line(clean_server):
+    clean_server.delay = 2.0
+    client = fast_client(clean_server.url, timeout=0.3, max_retries=1)
+    with pytest.raises(OpenAIServerError) as err:
+        client.complete("tiny", make_items(["hi"])[0], GenConfig(max_new_tokens=2))
+    line = one_line(str(err.value))
+    assert "after 2 attempts" in line and "timed out" in line and clean_server.url in line
+    assert client.attempts == 2 and client.retries == 1
+    clean_server.wait_idle()  # the server still answers the requests the client gave up on
+
+
+class _NotAnAPI(BaseHTTPRequestHandler):
+    """Answers every request with 200 and a body that is no OpenAI answer (HTML, or JSON of another shape)."""
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        html = "/html/" in self.path
+        data = b"<html>a web page</html>" if html else b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if html else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+
+@pytest.mark.parametrize("kind", ["html", "json"])
+def test_a_server_that_is_not_openai_compatible_is_one_line(kind):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NotAnAPI)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = fast_client(f"http://127.0.0.1:{httpd.server_address[1]}/{kind}/v1")
+        with pytest.raises(OpenAIServerError) as err:
+            client.list_models()
+        assert "OpenAI-compatible" in one_line(str(err.value)) and "/models" in str(err.value)
+        with pytest.raises(OpenAIServerError) as err:
+            client.complete("m", make_items(["hi"])[0], GenConfig(max_new_tokens=2))
+        assert "OpenAI-compatible" in one_line(str(err.value))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.mark.parametrize(("url", "expected"), [

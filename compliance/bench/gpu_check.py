@@ -29,7 +29,9 @@ from typing import Optional
 
 import torch
 
+from compliance.bench.peers import parse_batch_sizes
 from compliance.bench.throughput import LLAMA_3_2_1B, gpu_bounds, naive_pipeline, random_llama
+from compliance.errors import ComplianceError
 from compliance.records import SuiteItem
 
 #: A tiny Llama for ``--cpu-smoke``: checks this script's plumbing on a machine without a GPU.
@@ -177,12 +179,9 @@ def profile_replays(model, out_dir: Path) -> None:
 def batch_sizes(text: str) -> list[int]:
     """``--batches``: comma-separated positive integers (empty: none)."""
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of batch sizes, e.g. 64,256")
-    if any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: every batch size must be at least 1")
-    return sizes
+        return list(parse_batch_sizes(text, "--batches"))
+    except ComplianceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

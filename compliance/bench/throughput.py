@@ -1,16 +1,23 @@
-"""Generation throughput: the naive loop a user would write against our engine, in one run.
+"""Generation throughput: our engine against what a user would run instead, in one run.
 
 ``make bench`` (``compliance bench``) generates ``new_tokens`` tokens for each of ``n_prompts``
-suite prompts, with every length fixed (``min_new_tokens == max_new_tokens``) so both paths do the
+suite prompts, with every length fixed (``min_new_tokens == max_new_tokens``) so every path does the
 same work, through
 
 - **naive**: a transformers ``pipeline("text-generation")`` called one prompt at a time, greedy;
-- **engine**: :func:`compliance.generation.generate`, the path every report uses.
+- **generate**: transformers ``model.generate`` on left-padded batches of the prompts, at each
+  of ``generate_batches`` (:func:`compliance.bench.peers.generate_peer`); the best counts;
+- **engine**: :func:`compliance.generation.generate`, the path every report uses;
+- **llama-cpp** (when asked): llama.cpp's server on the model's GGUF file through
+  ``--backend openai``'s client (:func:`compliance.bench.peers.llama_cpp_peer`).
 
 The naive path is slow, so by default it runs on an evenly spread sample of the prompts
-(``naive_prompts``); its rate (tokens/s) does not depend on how many prompts it is given. On the
-prompts both paths ran, the generated tokens must be identical: a faster engine that changed a
-greedy answer would change a report. The result ends with one JSON line for scripts.
+(``naive_prompts``); its rate (tokens/s) does not depend on how many prompts it is given. The
+engine's greedy tokens must be identical to the naive path's and to ``generate``'s on every
+prompt both ran: a faster engine that changed a greedy answer would change a report. llama.cpp
+decodes its own quantized weights, so only its throughput is compared. ``peers`` maps each
+peer to its tokens/s and ``engine_vs_best_peer`` sets the engine against the fastest. The result
+ends with one JSON line for scripts.
 
 On a GPU, :func:`gpu_bounds` gives the two ceilings a decoder cannot beat: at batch 1 the
 memory-bandwidth bound (HBM bytes/s over weight bytes read per step) and at a large batch the
@@ -29,6 +36,7 @@ import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -89,14 +97,41 @@ class BenchResult:
     peak_rss_mb: float = 0.0
     bounds: Optional[dict] = None
     cpu_floor: Optional["CpuFloor"] = None
+    #: ``generate`` at each batch size tried, and the items whose tokens differ from the engine's.
+    generate_runs: dict[int, PathResult] = field(default_factory=dict)
+    generate_mismatched: dict[int, list[str]] = field(default_factory=dict)
+    llama_cpp: Optional[PathResult] = None
+    llama_cpp_server: Optional[dict] = None
+
+    @property
+    def best_generate(self) -> Optional[tuple[int, PathResult]]:
+        """``(batch size, run)`` of the fastest ``generate`` run, if any ran."""
+        if not self.generate_runs:
+            return None
+        return max(self.generate_runs.items(), key=lambda run: run[1].tok_s)
+
+    def peers(self) -> dict[str, float]:
+        """Each peer's tokens/s: ``naive``, ``generate`` (its best batch) and ``llama-cpp``, those that ran."""
+        best = self.best_generate
+        runs = {"naive": self.naive, "generate": best[1] if best else None, "llama-cpp": self.llama_cpp}
+        return {name: run.tok_s for name, run in runs.items() if run is not None}
 
     def summary(self) -> dict:
         """The JSON line: the keys the issue asks for, plus identity and bounds."""
         naive = self.naive.tok_s if self.naive else None
+        peers = self.peers()
+        best_peer = max(peers, key=peers.get) if peers else None
+        best_generate = self.best_generate
         return {
             "naive_tok_s": round(naive, 2) if naive is not None else None,
             "engine_tok_s": round(self.engine.tok_s, 2),
             "ratio": round(self.engine.tok_s / naive, 2) if naive else None,
+            "peers": {name: round(tok_s, 2) for name, tok_s in peers.items()},
+            "best_peer": best_peer,
+            "engine_vs_best_peer": round(self.engine.tok_s / peers[best_peer], 2) if best_peer else None,
+            "generate_batches": {str(b): round(run.tok_s, 2) for b, run in self.generate_runs.items()},
+            "generate_best_batch": best_generate[0] if best_generate else None,
+            "identical_to_generate": (not any(self.generate_mismatched.values())) if self.generate_runs else None,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "device": self.device,
             "model": self.model,
@@ -288,8 +323,13 @@ def run_bench(
     naive_prompts: int = 16,
     progress: Optional[Callable[[str, int, int], None]] = None,
     floor_seconds: float = 3.0,
+    generate_batches: Sequence[int] = (),
+    peers: Sequence[str] = (),
+    gguf: Optional[Path] = None,
+    llama_slots: int = 16,
+    llama_threads: Optional[int] = None,
 ) -> BenchResult:
-    """Measure both paths on ``items`` and compare their tokens where both ran.
+    """Measure every path on ``items`` and compare the engine's tokens with the others' where both ran.
 
     Args:
         model, tokenizer: the loaded model (on its device) and tokenizer.
@@ -301,14 +341,33 @@ def run_bench(
         progress: called as ``progress(path, done, total)``.
         floor_seconds: on CPU, how long :func:`cpu_floor` measures the matrix-product ceiling
             (after the engine's run); 0 skips it.
+        generate_batches: batch sizes at which transformers' ``generate`` answers every prompt
+            (none: that peer is skipped).
+        peers: optional peers to run too (:data:`compliance.bench.peers.OPTIONAL_PEERS`).
+        gguf: the model's GGUF file, for the ``llama-cpp`` peer.
+        llama_slots: the ``llama-cpp`` peer's parallel slots (requests in flight).
+        llama_threads: the ``llama-cpp`` peer's CPU threads (None: every core).
+
+    Raises:
+        ComplianceError: no prompts, a length or batch size below 1, an unknown peer, or
+            ``llama-cpp`` without a GGUF file or a server (:class:`~compliance.generation.llama_server.LlamaServerError`).
     """
+    from compliance.bench.peers import OPTIONAL_PEERS, generate_peer, llama_cpp_peer
     from compliance.generation import batch_size_for, generate
-    from compliance.generation.transformers_backend import encode_prompt
+    from compliance.generation.transformers_backend import encode_prompt, pad_id_for
 
     if not items:
         raise ComplianceError("The benchmark needs at least one prompt: raise --prompts.")
     if new_tokens < 1:
         raise ComplianceError(f"--new-tokens {new_tokens} must be at least 1.")
+    unknown = [p for p in peers if p not in OPTIONAL_PEERS]
+    if unknown:
+        raise ComplianceError(f"Unknown peer {unknown[0]!r} (--peer): choose {', '.join(OPTIONAL_PEERS)}.")
+    if "llama-cpp" in peers and gguf is None:
+        raise ComplianceError("--peer llama-cpp needs the model as a GGUF file: bench the built-in model "
+                              "or a folder that holds one .gguf file.")
+    if any(b < 1 for b in generate_batches) or llama_slots < 1 or (llama_threads is not None and llama_threads < 1):
+        raise ComplianceError("Every --generate-batches size, --llama-slots and --llama-threads must be at least 1.")
     if batch_size is None:
         batch_size = batch_size_for(model, new_tokens)
     batch_size = min(batch_size, len(items))  # what the engine runs: a batch holds at most every prompt
@@ -325,6 +384,17 @@ def run_bench(
             naive_tokens[index] = ids[prompt_len:]
         naive_result = PathResult("naive", len(sample), sum(len(t) for t in naive_tokens.values()), seconds)
 
+    prompts = [encode_prompt(tokenizer, item, config.use_chat_template) for item in items]
+    pad_id = pad_id_for(model, tokenizer)
+    generate_runs: dict[int, PathResult] = {}
+    generate_tokens: dict[int, list[list[int]]] = {}
+    for size in generate_batches:
+        name = f"generate b{size}"
+        outputs, seconds = generate_peer(model, prompts, new_tokens, size, pad_id,
+                                         progress=(lambda done, n=name: progress(n, done, len(items))) if progress else None)
+        generate_tokens[size] = outputs
+        generate_runs[size] = PathResult(name, len(items), sum(len(t) for t in outputs), seconds)
+
     engine_tokens: dict[str, list[int]] = {}
 
     def keep(response) -> None:
@@ -337,9 +407,18 @@ def run_bench(
     engine_result = PathResult("engine", len(items), sum(r.n_new_tokens for r in responses), seconds)
 
     mismatched = [items[i].id for i in sample if naive_tokens[i] != engine_tokens[items[i].id]]
+    generate_mismatched = {size: [item.id for item, ids in zip(items, outputs) if ids != engine_tokens[item.id]]
+                           for size, outputs in generate_tokens.items()}
+
+    llama_cpp, llama_cpp_server = None, None
+    if "llama-cpp" in peers:
+        tokens, seconds, llama_cpp_server = llama_cpp_peer(
+            gguf, items, new_tokens, llama_slots, llama_threads,
+            progress=(lambda done: progress("llama-cpp", done, len(items))) if progress else None)
+        llama_cpp = PathResult("llama-cpp", len(items), tokens, seconds)
+
     floor = None
     if model.device.type == "cpu" and floor_seconds > 0:
-        prompts = [encode_prompt(tokenizer, item, config.use_chat_template) for item in items]
         floor = cpu_floor(model, prompts, new_tokens, batch_size, floor_seconds)
     bounds = None
     if model.device.type == "cuda":
@@ -351,6 +430,8 @@ def run_bench(
         n_prompts=len(items), new_tokens=new_tokens, batch_size=batch_size, naive=naive_result,
         engine=engine_result, identical=(not mismatched) if sample else None, n_compared=len(sample),
         mismatched=mismatched, peak_rss_mb=peak_rss_mb(), bounds=bounds, cpu_floor=floor,
+        generate_runs=generate_runs, generate_mismatched=generate_mismatched, llama_cpp=llama_cpp,
+        llama_cpp_server=llama_cpp_server,
     )
 
 

@@ -6,10 +6,11 @@ template off), several at once from a thread pool. Decoding is pinned per reques
 0, ``top_p`` 1, no penalties, ``max_tokens``, ``seed``, ``stop``) so the server's own defaults
 cannot change a response.
 
-Transient failures (429, 5xx, a dropped connection, a timeout) are retried with exponential
-backoff, honouring ``Retry-After``; everything else becomes one :class:`OpenAIServerError` line
-naming the server and the fix. Only the standard library is used (``http.client``), so no proxy
-settings apply: the server is expected to be reachable directly.
+The requests go through the official ``openai`` client, which owns the transport: connection
+pooling, timeouts, and retries of transient failures (408, 409, 429, 5xx, a dropped connection, a
+timeout) with exponential backoff that honours ``Retry-After``. What it finally raises becomes one
+:class:`OpenAIServerError` line naming the server and the fix. Like any ``openai`` client it
+follows the usual proxy variables (``HTTPS_PROXY``, ``NO_PROXY``).
 
 What identifies a served model for the response store is :meth:`ServedModel.fingerprint`: the
 ``/v1/models`` entry without its volatile fields. The base URL is deliberately not part of it,
@@ -18,18 +19,17 @@ so the same server moved to another host still reuses its stored responses.
 
 from __future__ import annotations
 
-import http.client
 import json
-import random
 import socket
 import ssl
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Callable, Optional, Sequence
 from urllib.parse import urlsplit
+
+import openai
 
 from compliance.constants import ENV_OPENAI_API_KEY
 from compliance.errors import ComplianceError
@@ -46,9 +46,10 @@ DEFAULT_API_KEY_ENV = ENV_OPENAI_API_KEY
 
 DEFAULT_CONCURRENCY = 8
 
-#: HTTP statuses worth retrying: rate limits, timeouts and server-side failures that pass.
-#: 501 (not implemented) and 505 (HTTP version) never pass, so they are not retried.
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504} | set(range(506, 600)))
+#: Request fields that are not part of OpenAI's API, sent as ``extra_body``: vLLM reads
+#: ``repetition_penalty`` (and otherwise fills it from the model's ``generation_config.json``) and
+#: ``min_tokens``; vLLM and llama.cpp read ``ignore_eos``.
+EXTRA_BODY_FIELDS = ("repetition_penalty", "min_tokens", "ignore_eos")
 
 #: ``/v1/models`` fields that change without the served weights changing: vLLM and llama.cpp
 #: stamp ``created`` with the time of each call, and vLLM's ``permission`` entries carry fresh ids.
@@ -143,34 +144,19 @@ def parse_base_url(url: str, option: str = "--base-url") -> str:
     return f"{parts.scheme}://{netloc}{path}"
 
 
-@dataclass
-class _Answer:
-    status: int
-    retry_after: Optional[float]
-    body: bytes
-
-
-class _Transient(Exception):
-    """One attempt failed in a way worth retrying; ``what`` says how, for the final message."""
-
-    def __init__(self, what: str, retry_after: Optional[float] = None) -> None:
-        super().__init__(what)
-        self.what = what
-        self.retry_after = retry_after
-
-
 class OpenAIClient:
-    """A small client for the parts of the OpenAI API that generation needs.
+    """The parts of the OpenAI API that generation needs, on the official ``openai`` client.
 
     Args:
         base_url: the server's base URL (``http://localhost:8000/v1``); see :func:`parse_base_url`.
-        api_key: sent as ``Authorization: Bearer``; None sends no header.
+        api_key: sent as ``Authorization: Bearer``; None sends no header (and never falls back
+            to ``$OPENAI_API_KEY``: the caller reads the variable it was told to).
         concurrency: requests in flight at once during :func:`generate`.
         timeout: seconds to wait for an answer once connected (a long generation is slow).
         connect_timeout: seconds to wait for the connection itself.
-        max_retries: retries of one request after a transient failure (so ``max_retries + 1`` attempts).
-        backoff: seconds before the first retry; doubled for each further one, with jitter.
-        max_backoff: the longest wait between attempts, ``Retry-After`` included.
+        max_retries: retries of one request after a transient failure (so ``max_retries + 1``
+            attempts); the ``openai`` client waits between them (0.5 s doubling up to 8 s, or what
+            ``Retry-After`` asks, up to 2 minutes).
         api_key_env: the variable the key came from, named in the hint of a 401/403 error.
         url_option: the option that gave ``base_url``, named in errors about the address.
 
@@ -186,8 +172,6 @@ class OpenAIClient:
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
         max_retries: int = 6,
-        backoff: float = 1.0,
-        max_backoff: float = 60.0,
         api_key_env: str = DEFAULT_API_KEY_ENV,
         url_option: str = "--base-url",
     ) -> None:
@@ -200,22 +184,26 @@ class OpenAIClient:
         self.api_key = api_key
         self.api_key_env = api_key_env
         self.concurrency = concurrency
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
         self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        parts = urlsplit(self.base_url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port
-        self._prefix = parts.path
-        self._models: Optional[dict[str, dict]] = None
         self._lock = threading.Lock()
-        self._random = random.Random(0)
+        self._models: Optional[dict[str, dict]] = None
         #: Attempts made and retries among them, over the client's life (for logs and tests).
         self.attempts = 0
         self.retries = 0
+        # The openai client insists on a key; without one, a placeholder satisfies it and every
+        # request drops the Authorization header, so no key (not even $OPENAI_API_KEY) is sent.
+        self._headers: dict = {} if api_key else {"Authorization": openai.Omit()}
+        self._openai = openai.OpenAI(
+            base_url=self.base_url, api_key=api_key or "no-key", max_retries=max_retries,
+            timeout=openai.Timeout(timeout, connect=connect_timeout),
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [self._count_attempt]}))
+
+    def _count_attempt(self, request) -> None:
+        """Called by the HTTP client before each attempt; the openai client numbers its retries."""
+        retry = int(request.headers.get("x-stainless-retry-count", "0") or 0)
+        with self._lock:
+            self.attempts += 1
+            self.retries += retry > 0
 
     # --- the endpoints ----------------------------------------------------------------------
 
@@ -230,12 +218,17 @@ class OpenAIClient:
             cached = self._models
         if cached is not None:
             return cached
-        # No retries: a server that is not there yet should fail fast, not after minutes of backoff.
-        answer = self._attempt_or_fail("GET", "/models", None)
-        data = self._json(answer, "/models")
-        entries = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str)
-                                                    for e in entries):
+        # No retries: a server that is not there yet should fail fast, not after seconds of backoff.
+        try:
+            page = self._openai.with_options(max_retries=0).models.list(extra_headers=self._headers)
+            entries = [entry.to_dict() for entry in page.data]
+        except openai.APIConnectionError as exc:
+            raise self._unreachable(exc) from None
+        except openai.APIError as exc:
+            raise self._failed("GET", "/models", exc) from None
+        except (ValueError, TypeError, AttributeError):  # not JSON, or JSON of another shape
+            raise self._nonsense("/models", "no list of models with ids") from None
+        if not all(isinstance(e.get("id"), str) for e in entries):
             raise self._nonsense("/models", "no list of models with ids")
         models = {e["id"]: e for e in entries}
         with self._lock:
@@ -262,125 +255,82 @@ class OpenAIClient:
         return ServedModel(name, models[name])
 
     def complete(self, model: str, item: SuiteItem, config: GenConfig) -> Response:
-        """Answer one item greedily (retrying transient failures) and map the answer to a :class:`Response`.
+        """Answer one item greedily (the openai client retries transient failures) as a :class:`Response`.
 
         Raises:
             OpenAIServerError: a non-retryable answer, retries exhausted, or an answer that is not a completion.
         """
-        return self._complete(model, item, config, None)
-
-    def _complete(self, model: str, item: SuiteItem, config: GenConfig, stop: Optional[threading.Event]) -> Response:
-        if stop is not None and stop.is_set():
-            raise _Cancelled()
         path, body = build_request(model, item.prompt, config)
-        answer = self._with_retries("POST", path, body, stop)
-        return parse_completion(self._json(answer, path), item.id, chat=path == "/chat/completions",
+        extra = {name: body.pop(name) for name in EXTRA_BODY_FIELDS if name in body}
+        endpoint = self._openai.chat.completions if path == "/chat/completions" else self._openai.completions
+        try:
+            answer = endpoint.create(**body, extra_body=extra, extra_headers=self._headers)
+            data = answer.to_dict()
+        except openai.APIError as exc:
+            raise self._failed("POST", path, exc) from None
+        except (ValueError, TypeError, AttributeError):  # not JSON, or JSON of another shape
+            raise self._nonsense(path, "a body that is not a completion") from None
+        return parse_completion(data, item.id, chat=path == "/chat/completions",
                                 where=f"The server at {self.base_url}")
 
-    # --- HTTP -------------------------------------------------------------------------------
+    # --- errors: what the openai client raised, as one line ---------------------------------
 
-    def _with_retries(self, method: str, path: str, body: Optional[dict],
-                      stop: Optional[threading.Event] = None) -> _Answer:
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._attempt(method, path, body)
-            except _Transient as exc:
-                if attempt == self.max_retries:
-                    raise OpenAIServerError(
-                        f"The server at {self.base_url} still failed {method} {path} after {attempt + 1} attempts "
-                        f"(last: {exc.what}): check the server's logs and load, or lower --concurrency.") from None
-                with self._lock:
-                    self.retries += 1
-                delay = self._delay(attempt, exc.retry_after)
-                if stop is not None and stop.wait(delay):
-                    raise _Cancelled() from None
-                if stop is None:
-                    time.sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+    def _unreachable(self, exc: openai.APIConnectionError) -> OpenAIServerError:
+        """Nothing usable answers at the base URL (the first request, made without retries)."""
+        return self._misaddressed(exc) or ServerUnreachableError(
+            f"Cannot use the OpenAI-compatible server at {self.base_url} ({_describe(exc)}): start it "
+            f"(for example `vllm serve MODEL`) or correct {self.url_option}.")
 
-    def _attempt_or_fail(self, method: str, path: str, body: Optional[dict]) -> _Answer:
-        try:
-            return self._attempt(method, path, body)
-        except _Transient as exc:
-            raise ServerUnreachableError(
-                f"Cannot use the OpenAI-compatible server at {self.base_url} ({exc.what}): start it "
-                f"(for example `vllm serve MODEL`) or correct {self.url_option}.") from None
+    def _misaddressed(self, exc: openai.APIConnectionError) -> Optional[OpenAIServerError]:
+        """The error for a failure that no retry fixes (an unknown host, an untrusted certificate), else None."""
+        cause = _root_cause(exc)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return OpenAIServerError(f"The server at {self.base_url} has a TLS certificate this machine does not "
+                                     f"trust ({cause.verify_message}): fix the certificate or use its http:// address.")
+        if isinstance(cause, socket.gaierror):
+            return ServerUnreachableError(f"Cannot resolve the host of {self.url_option} {self.base_url} "
+                                          f"({cause.strerror}): correct the address.")
+        return None
 
-    def _delay(self, attempt: int, retry_after: Optional[float]) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_backoff)
-        with self._lock:
-            jitter = 0.5 + self._random.random() / 2  # threads retrying together spread out
-        return min(self.backoff * (2 ** attempt) * jitter, self.max_backoff)
-
-    def _attempt(self, method: str, path: str, body: Optional[dict]) -> _Answer:
-        """One request on a fresh connection; transient failures raise :class:`_Transient`."""
-        with self._lock:
-            self.attempts += 1
-        headers = {"Accept": "application/json", "User-Agent": "compliance-openai-client"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = cls(self._host, self._port, timeout=self.connect_timeout)
-        try:
-            conn.connect()
-            conn.sock.settimeout(self.timeout)
-            conn.request(method, self._prefix + path, body=data, headers=headers)
-            response = conn.getresponse()
-            answer = _Answer(response.status, _retry_after(response.getheader("Retry-After")), response.read())
-        except ssl.SSLCertVerificationError as exc:
-            raise OpenAIServerError(f"The server at {self.base_url} has a TLS certificate this machine does not trust "
-                                    f"({exc.verify_message}): fix the certificate or use its http:// address.") from None
-        except socket.gaierror as exc:
-            raise ServerUnreachableError(f"Cannot resolve the host of {self.url_option} {self.base_url} ({exc.strerror}): "
-                                         "correct the address.") from None
-        except (socket.timeout, TimeoutError):
-            raise _Transient("timed out") from None
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise _Transient(_describe(exc)) from None
-        finally:
-            conn.close()
-        if answer.status in RETRY_STATUSES:
-            raise _Transient(f"HTTP {answer.status}", answer.retry_after)
-        if answer.status >= 300:
-            raise self._refused(method, path, answer)
-        return answer
-
-    # --- answers ----------------------------------------------------------------------------
-
-    def _json(self, answer: _Answer, path: str) -> dict:
-        try:
-            data = json.loads(answer.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise self._nonsense(path, "a body that is not JSON") from None
-        if not isinstance(data, dict):
-            raise self._nonsense(path, "JSON that is not an object")
-        return data
+    def _failed(self, method: str, path: str, exc: openai.APIError) -> OpenAIServerError:
+        """One line for what the openai client raised once its retries, if any, were spent."""
+        if isinstance(exc, openai.APIConnectionError):
+            misaddressed = self._misaddressed(exc)
+            if misaddressed is not None:
+                return misaddressed
+            what = _describe(exc)
+        elif isinstance(exc, openai.APIStatusError) and _transient(exc.status_code):
+            what = f"HTTP {exc.status_code}"
+        elif isinstance(exc, openai.APIStatusError):
+            return self._refused(method, path, exc)
+        else:  # openai.APIResponseValidationError and kin: an answer it could not read
+            return self._nonsense(path, "a body that is not JSON")
+        attempts = _attempts(exc)
+        return OpenAIServerError(
+            f"The server at {self.base_url} still failed {method} {path} after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''} (last: {what}): check the server's logs and load, "
+            "or lower --concurrency.")
 
     def _nonsense(self, path: str, what: str) -> OpenAIServerError:
         return OpenAIServerError(f"The server at {self.base_url} answered {path} with {what}: is it an "
                                  f"OpenAI-compatible server (vLLM, TGI, llama.cpp) and does {self.url_option} end in /v1?")
 
-    def _refused(self, method: str, path: str, answer: _Answer) -> OpenAIServerError:
-        detail = _error_detail(answer.body)
-        if answer.status in (401, 403):
+    def _refused(self, method: str, path: str, exc: openai.APIStatusError) -> OpenAIServerError:
+        status = exc.status_code
+        detail = _error_detail(exc.response.content)
+        if status in (401, 403):
             hint = (f"set the server's API key in ${self.api_key_env}" if not self.api_key else
                     f"check the API key in ${self.api_key_env}")
-        elif answer.status == 404:
+        elif status == 404:
             hint = f"check {self.url_option} (it usually ends in /v1)"
         else:
             hint = "check the generation settings (--max-new-tokens) against what the server accepts"
-        reason = http.client.responses.get(answer.status, "")
-        return OpenAIServerError(f"The server at {self.base_url} answered {answer.status} {reason} to {method} "
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:  # a status outside the standard's list
+            reason = ""
+        return OpenAIServerError(f"The server at {self.base_url} answered {status} {reason} to {method} "
                                  f"{path}{': ' + detail if detail else ''}; {hint}.")
-
-
-class _Cancelled(Exception):
-    """A retry wait was cut short because another request already failed the run."""
 
 
 def build_request(model: str, prompt: str, config: GenConfig) -> tuple[str, dict]:
@@ -393,8 +343,8 @@ def build_request(model: str, prompt: str, config: GenConfig) -> tuple[str, dict
     Args:
         model: the served model name.
         prompt: the item's prompt.
-        config: ``max_new_tokens``, ``seed``, ``use_chat_template`` and, when the config has them,
-            ``stop`` strings.
+        config: ``max_new_tokens``, ``seed``, ``use_chat_template``, ``stop`` strings and
+            ``min_new_tokens`` (as ``min_tokens``, and ``ignore_eos`` when it equals ``max_new_tokens``).
 
     Returns:
         ``("/chat/completions", body)``, or ``("/completions", body)`` without the chat template.
@@ -411,6 +361,11 @@ def build_request(model: str, prompt: str, config: GenConfig) -> tuple[str, dict
     stop = stop_strings(config)
     if stop:
         body["stop"] = stop
+    if config.min_new_tokens:
+        # vLLM's min_tokens; llama.cpp knows only ignore_eos, which fixes the length when min == max.
+        body["min_tokens"] = config.min_new_tokens
+        if config.min_new_tokens >= config.max_new_tokens:
+            body["ignore_eos"] = True
     return path, body
 
 
@@ -498,10 +453,9 @@ def generate(
     responses: list[Optional[Response]] = [None] * len(items)
     if not items:
         return []
-    stop = threading.Event()  # set once the run fails: queued requests and retry waits end early
     pool = ThreadPoolExecutor(max_workers=min(client.concurrency, len(items)), thread_name_prefix="openai")
     try:
-        pending: dict[Future, int] = {pool.submit(client._complete, model, item, config, stop): index
+        pending: dict[Future, int] = {pool.submit(client.complete, model, item, config): index
                                       for index, item in enumerate(items)}
         n_done = 0
         while pending:
@@ -516,32 +470,46 @@ def generate(
                 if progress is not None:
                     progress(n_done)
     finally:
-        stop.set()
+        # Requests not yet sent are dropped; those in flight (perhaps waiting to retry) finish first.
         pool.shutdown(wait=True, cancel_futures=True)
     return responses  # type: ignore[return-value]  # every slot was filled above
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
+def _transient(status: int) -> bool:
+    """Whether the openai client retries an answer with this status (rate limits, timeouts, server failures)."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def _attempts(exc: openai.APIError) -> int:
+    """Attempts the openai client made before raising ``exc``: it numbers each retry in a request header."""
+    request = getattr(exc, "request", None)
     try:
-        return max(float(value), 0.0)
+        return int(request.headers.get("x-stainless-retry-count", "0")) + 1 if request is not None else 1
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+        return 1
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception under ``exc`` (the openai client wraps the transport's, which wraps the socket's)."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
+    """A few words for a failed connection: its innermost cause, as a person would say it."""
+    cause = _root_cause(exc)
+    if isinstance(exc, openai.APITimeoutError) or isinstance(cause, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
+    if isinstance(cause, (ConnectionResetError, BrokenPipeError)) or "disconnected" in str(cause).lower():
         return "connection reset"
-    text = str(exc).strip() or type(exc).__name__
+    text = str(cause).strip() or type(cause).__name__
     return " ".join(text.split())[:200]
 
 

@@ -62,7 +62,7 @@ def generate(
     torch.manual_seed(config.seed)
     prompts = [encode_prompt(tokenizer, item, config.use_chat_template) for item in items]
     eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    pad_id = pad_id_for(model, tokenizer)
     stop_check = _stop_check(tokenizer, config.stop) if config.stop else None
     batch_size = config.batch_size
     if batch_size is None:
@@ -128,6 +128,15 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, item: SuiteItem, use_chat_
             f"Prompt of item {item.id!r} encodes to no tokens: give it some text or use the chat template."
         )
     return ids
+
+
+def pad_id_for(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id prompts are left-padded with: the tokenizer's pad token, else the first end-of-sequence id.
+
+    Raises:
+        ComplianceError: neither the model nor the tokenizer declares an end-of-sequence token.
+    """
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _eos_ids(model, tokenizer)[0]
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
