@@ -346,3 +346,23 @@ def test_a_schema_1_report_cannot_be_audited(tmp_path, monkeypatch, capsys):
     _one_line_error(code, err, "schema 1.0 report", "stores no prompts")
     with pytest.raises(AuditError):
         draw_audit(tmp_path)
+
+
+def test_a_report_the_pipeline_wrote_folds_back(refusing_model_dir, tmp_path, monkeypatch, capsys):
+    """A real report (tiny models, refusal judge only: main ships no harm judge by default yet)."""
+    result = api.run_report(str(refusing_model_dir), out_dir=tmp_path / "rep", limit=12, max_new_tokens=6,
+                            progress=False, pdf=False)
+    code, out, err = run_cli(["audit", str(result.out_dir)], monkeypatch, capsys)
+    assert code == 0, err
+    if "harm" not in result.report["judges"]:
+        assert "ran no harm judge" in err
+    sheet = draw_audit(result.out_dir)  # the same sample the command drew
+    assert (result.out_dir / "audit" / "audit.html").read_text() == sheet.html_path.read_text()
+    labels = write_labels(result.out_dir, sheet, tmp_path / "labels.json",
+                          person=lambda c, j: FLIP[j] if c.role == "model" else j)
+    audit = fold_labels(result.out_dir, labels).audit
+    assert report_errors(_report(result.out_dir)) == []
+    model_agreement = [a for a in audit["agreement"] if a["primary"] and a["model_role"] == "model"]
+    assert model_agreement and all(a["agreement"] == 0.0 for a in model_agreement)
+    assert {a["judge"] for a in audit["agreement"]} == {j["judge"] for js in result.report["sensitivity"]["judges"].values()
+                                                         for j in js}
