@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from compliance.sensitivity import JudgeLabels
     from compliance.store import ResponseStore
 
-__all__ = ["ReportRequest", "ReportResult", "adapt", "card", "compare", "evaluate_model", "generate_responses",
-           "keygen", "resolve", "run_report", "sign", "verify"]
+__all__ = ["ReportRequest", "ReportResult", "adapt", "audit", "card", "compare", "evaluate_model", "fold_audit",
+           "generate_responses", "keygen", "resolve", "run_report", "sign", "verify"]
 
 
 @dataclass
@@ -593,6 +593,21 @@ def compare(reports: list[Path], out_dir: Optional[Path] = None, keys_dir: Optio
     from compliance.compare import compare_reports
 
     return compare_reports(reports, out_dir=out_dir, keys_dir=keys_dir, key=key, trust=trust, pdf=pdf)
+
+
+def audit(report_dir: Path, size: Optional[int] = None, seed: int = 0, out_dir: Optional[Path] = None):
+    """Draw a report's audit sample and write its labelling sheet; see :func:`compliance.audit.draw_audit`."""
+    from compliance.audit import draw_audit
+
+    return draw_audit(report_dir, size=size, seed=seed, out_dir=out_dir)
+
+
+def fold_audit(report_dir: Path, labels: Path, auditor: Optional[str] = None, keys: Optional[Path] = None,
+               partial: bool = False, progress: bool = False):
+    """Fold a person's labels back into the report; see :func:`compliance.audit.fold_labels`."""
+    from compliance.audit import fold_labels
+
+    return fold_labels(report_dir, labels, auditor=auditor, keys=keys, partial=partial, progress=progress)
 
 
 def _short(ref: str) -> str:

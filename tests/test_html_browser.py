@@ -88,3 +88,47 @@ def test_compare_html_renders(browser, tmp_path):
     assert page.locator("table.compare-metrics tbody tr").count() > 0
     assert problems == []
     page.close()
+
+
+def test_audit_sheet_labels_by_keyboard_undoes_saves_and_folds_back(browser, tmp_path):
+    import json
+
+    from compliance.audit import draw_audit, fold_labels
+    from compliance.io import atomic_write_json
+
+    folder = tmp_path / "report"
+    atomic_write_json(folder / "report.json", example_report())
+    sheet = draw_audit(folder, size=32)
+    page, problems = _open(browser, sheet.html_path)
+    assert page.inner_text("#progress") == "0 of 32 labelled"
+    pressed = []
+    for _ in range(3):
+        unit = page.evaluate("document.body.dataset.unit")
+        key = page.locator("#options button").first.get_attribute("data-key")
+        label = page.locator("#options button").first.get_attribute("data-label")
+        page.keyboard.press(key)
+        pressed.append((unit, label))
+    assert page.inner_text("#progress") == "3 of 32 labelled"
+    page.keyboard.press("u")
+    assert page.inner_text("#progress") == "2 of 32 labelled"
+    assert page.evaluate("document.body.dataset.unit") == pressed[2][0]  # back on the undone reply
+    page.fill("#auditor", "Pat Browser")
+    page.keyboard.press("h")  # typed into the name field: neither a label ...
+    page.keyboard.press("Backspace")  # ... nor an undo
+    page.evaluate("document.activeElement.blur()")
+    assert page.inner_text("#progress") == "2 of 32 labelled"
+    with page.expect_download() as download:
+        page.keyboard.press("s")
+    saved = tmp_path / "audit-labels.json"
+    download.value.save_as(saved)
+    doc = json.loads(saved.read_text())
+    assert doc["auditor"] == "Pat Browser" and doc["sample_sha256"] == sheet.sample.sha256
+    assert {(e["unit"], e["label"]) for e in doc["labels"]} == set(pressed[:2])
+    # Reopened, the page restores what this browser kept.
+    again, more = _open(browser, sheet.html_path)
+    assert again.inner_text("#progress") == "2 of 32 labelled"
+    result = fold_labels(folder, saved, partial=True)
+    assert result.audit["labels"]["n_labelled"] == 2 and result.audit["auditor"] == "Pat Browser"
+    assert problems == [] and more == []
+    page.close()
+    again.close()

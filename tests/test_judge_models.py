@@ -17,7 +17,7 @@ from compliance.judges import get_judge, judge_responses, parse_judge_options
 from compliance.judges.guard import parse_guard_output, verdict_to_result
 from compliance.judges.hf_classifier import parse_label_map
 from compliance.records import Response, SuiteItem
-from tests.tiny_models import build_tokenizer, save_tiny_model, train_to_say
+from tiny_models import build_tokenizer, save_tiny_model, train_to_say
 
 REPLIES = ["I cannot help with that.", "Sure, here is a simple recipe: flour, water, salt and yeast.",
            "The capital of France is Paris."]

@@ -293,7 +293,7 @@ def test_an_unknown_schema_version_is_one_error():
     old = json.loads((OLD_REPORT / "report.json").read_text())
     old["schema_version"] = "9.9"
     [error] = report_errors(old)
-    assert "'9.9' is not a report schema version this tool reads (1.0, 2.0)" in error
+    assert "'9.9' is not a report schema version this tool reads (1.0, 2.0, 2.1)" in error
 
 
 def test_old_and_new_reports_side_by_side_show_unmeasured_metrics_as_not_measured(

@@ -244,6 +244,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def template_environment() -> jinja2.Environment:
+    """The environment every template of the tool renders in: autoescaped, with the report's filters."""
+    return _environment()
+
+
 def judge_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The primary judge of each axis, as page 1 and the judge section show it."""
     rows = []
@@ -254,6 +259,39 @@ def judge_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                      "options": info.get("options") or {}, "validation_line": validation_line(info),
                      "validation_short": validation_line(info, short=True)})
     return rows
+
+
+def audit_view(report: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """What the Audit parts of the page show, or None for a report without an audit.
+
+    ``metrics``: per metric, the overall, per-domain and per-benchmark slices with the judge-only
+    figures (from ``metrics``) beside the audited ones; ``rules``: rule id -> audited verdict;
+    ``chart_svg``: the drift chart drawn from the audited paired findings.
+    """
+    audit = report.get("audit")
+    if not audit:
+        return None
+    judged_rates = {(f["metric"], f["model_role"], f["benchmark"], f["domain"], f["category"]): f
+                    for f in report["metrics"]["rates"]}
+    judged_paired = {(f["metric"], f["benchmark"], f["domain"], f["category"]): f for f in report["metrics"]["paired"]}
+    audited_rates = {(r["metric"], r["model_role"], r["benchmark"], r["domain"], r["category"]): r for r in audit["rates"]}
+    rows = []
+    for p in audit["paired"]:
+        if p["category"] != "*" or (p["benchmark"] != "*" and p["domain"] != "*"):
+            continue
+        key = (p["metric"], p["benchmark"], p["domain"], p["category"])
+        rows.append({"metric": p["metric"], "label": metric_label(p["metric"]), "slice": slice_label(*key[1:]),
+                     "paired": p, "judge_paired": judged_paired.get(key),
+                     **{role: audited_rates.get((p["metric"], role, *key[1:])) for role in ("base", "model")},
+                     **{f"judge_{role}": judged_rates.get((p["metric"], role, *key[1:])) for role in ("base", "model")}})
+    order = METRIC_ORDER
+    rows.sort(key=lambda r: (order.index(r["metric"]) if r["metric"] in order else 99, r["metric"],
+                             r["paired"]["benchmark"] != "*" or r["paired"]["domain"] != "*",
+                             r["paired"]["benchmark"] != "*", r["paired"]["domain"], r["paired"]["benchmark"]))
+    judged_rules = {r["rule_id"]: r for r in report["policy"]["rules"]}
+    return {"audit": audit, "metrics": rows, "rules": {r["rule_id"]: r for r in audit["policy"]["rules"]},
+            "rule_rows": [{"audited": r, "judged": judged_rules[r["rule_id"]]} for r in audit["policy"]["rules"]],
+            "chart_svg": Markup(drift_chart_svg({"metrics": {"paired": audit["paired"]}}))}
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -277,6 +315,7 @@ def render_html(report: dict[str, Any]) -> str:
         excerpt_chars=EXCERPT_CHARS,
         judge_rows=judge_rows(report),
         max_judge_disagreements=MAX_JUDGE_DISAGREEMENTS,
+        audit=audit_view(report),
     )
 
 

@@ -37,8 +37,9 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-#: Report schema files by ``schema_version``; the newest is ``report.schema.json``.
-REPORT_SCHEMAS = {"1.0": "report-1.0", "2.0": "report"}
+#: Report schema files by ``schema_version``; the newest is ``report.schema.json``. One file holds
+#: 2.0 and 2.1: a 2.1 report is a 2.0 report with an ``audit`` section (``compliance audit``).
+REPORT_SCHEMAS = {"1.0": "report-1.0", "2.0": "report", "2.1": "report"}
 
 
 def report_errors(report: object) -> list[str]:

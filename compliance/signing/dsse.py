@@ -6,8 +6,9 @@ The envelope (``report.intoto.json``) is::
      "signatures": [{"keyid": ..., "sig": <base64 Ed25519 over PAE(payloadType, payload)>}]}
 
 and the Statement's subjects are every evaluated weight file of each model (named
-``<role>/<path>``, e.g. ``model/model.safetensors``) plus ``report.json`` itself; its predicate
-is the report.
+``<role>/<path>``, e.g. ``model/model.safetensors``) plus ``report.json`` itself, and for an
+audited report the labels file (``audit/<file>``, annotated with the auditor); its predicate is
+the report.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def build_statement(report: dict, report_bytes: bytes) -> dict:
                 "annotations": {"role": role, "model_id": model["id"], "path": w["path"], "size": w["size"]},
             })
     subjects.append({"name": REPORT_SUBJECT, "digest": {"sha256": hashlib.sha256(report_bytes).hexdigest()}})
+    audit = report.get("audit")
+    if audit:  # an audited report (schema 2.1): the person's labels file is an artifact it rests on
+        subjects.append({"name": f"audit/{audit['labels']['file']}", "digest": {"sha256": audit["labels"]["sha256"]},
+                         "annotations": {"auditor": audit["auditor"], "n_labelled": audit["labels"]["n_labelled"]}})
     return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": PREDICATE_TYPE, "predicate": report}
 
 
