@@ -226,6 +226,13 @@ def test_signed_report_is_signed_again_with_the_labels_in_the_statement(report_d
     assert audit["auditor"] == "Dr. Q" and audit["labels"]["sha256"] == sha256_file(labels)
     subject = {s["name"]: s for s in statement["subject"]}["audit/audit-labels.json"]
     assert subject["digest"]["sha256"] == sha256_file(labels) and subject["annotations"]["auditor"] == "Dr. Q"
+    # verify checks the copied labels file against that subject: a changed label is caught.
+    result = api.verify(report_dir, keys_dir=keys)
+    assert any(p.startswith("subject audit/audit-labels.json: sha256 matches") for p in result.passed)
+    copied = report_dir / "audit-labels.json"
+    copied.write_bytes(copied.read_bytes().replace(b'"', b"'", 1))
+    result = api.verify(report_dir, keys_dir=keys)
+    assert not result.ok and any("audit-labels.json changed after signing" in f for f in result.failed)
 
 
 # --- the checks on a labels file: one line each ---------------------------------------------

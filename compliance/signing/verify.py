@@ -118,7 +118,7 @@ def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: 
 
     report_bytes = _maybe(folder / REPORT_JSON)
     if envelope_file is not None:
-        _check_json(result, envelope_file.read_bytes(), report_bytes, ctx, model_dirs, ENVELOPE)
+        _check_json(result, envelope_file.read_bytes(), report_bytes, ctx, model_dirs, ENVELOPE, folder)
     if pdf_file is not None:
         # A PDF on its own carries everything: its embedded envelope and report are checked too.
         _check_pdf_file(result, pdf_file, ctx, model_dirs, folder_report=report_bytes,
@@ -157,7 +157,7 @@ def _load_trust(keys_dir, key, trust) -> tuple[Optional[ed25519.Ed25519PublicKey
 
 
 def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[bytes],
-                ctx: _Context, model_dirs: list[Path], label: str) -> None:
+                ctx: _Context, model_dirs: list[Path], label: str, folder: Optional[Path] = None) -> None:
     from compliance.schemas import report_errors
 
     try:
@@ -203,8 +203,26 @@ def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[by
             same = False
         result.check([] if same else [f"{REPORT_JSON} differs from the signed report in the statement"],
                      f"subject {REPORT_JSON}: sha256 matches")
+    if folder is not None and report.get("audit"):
+        _check_audit_labels(result, report["audit"], subjects, folder)
     if model_dirs:
         _check_models(result, report, subjects, model_dirs)
+
+
+def _check_audit_labels(result: VerifyResult, audit: dict, subjects: dict[str, str], folder: Path) -> None:
+    """An audited report's labels file (copied into the folder) is the one the statement names."""
+    name = audit["labels"]["file"]
+    subject = f"audit/{name}"
+    if subject not in subjects:
+        result.failed.append(f"statement has no subject {subject}: the audit's labels file is not signed")
+        return
+    data = _maybe(folder / name)
+    if data is None:
+        result.failed.append(f"{name} not found in {folder}: the audit's labels cannot be checked")
+    elif hashlib.sha256(data).hexdigest() != subjects[subject]:
+        result.failed.append(f"subject {subject}: sha256 differs ({name} changed after signing)")
+    else:
+        result.passed.append(f"subject {subject}: sha256 matches (auditor {audit.get('auditor')})")
 
 
 def _check_models(result: VerifyResult, report: dict, subjects: dict[str, str], model_dirs: list[Path]) -> None:
