@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from compliance.constants import ENV_OPENAI_API_KEY, reports_dir, signing_keys_dir
+from compliance.constants import DEFAULT_JUDGE, ENV_OPENAI_API_KEY, reports_dir, signing_keys_dir
 from compliance.errors import ComplianceError
 from compliance.io import atomic_write_json
 from compliance.progress import Reporter
@@ -130,7 +130,7 @@ def evaluate_model(
     record: ModelRecord,
     suite: Suite,
     config: GenConfig,
-    judge_name: str = "refusal-rules",
+    judge_name: str = DEFAULT_JUDGE,
     device: Optional[str] = None,
     reporter: Optional[Reporter] = None,
     label: str = "model",
@@ -223,7 +223,7 @@ def run_report(
     limit: Optional[int] = None,
     seed: int = 0,
     device: Optional[str] = None,
-    judge: str = "refusal-rules",
+    judge: str = DEFAULT_JUDGE,
     judge_options: Optional[dict[str, str]] = None,
     pdf: bool = True,
     allow_pickle: bool = False,

@@ -52,9 +52,10 @@ def rule_ids(judge: Judge) -> set[str]:
 # --- registry -----------------------------------------------------------------------------
 
 
-def test_refusal_rules_is_registered_and_default() -> None:
+def test_refusal_rules_is_registered_but_not_the_default() -> None:
+    # refusal-hybrid is the default (tests/test_judge_hybrid.py); refusal-rules stays for comparison.
     assert "refusal-rules" in available_judges()
-    assert DEFAULT_JUDGE == "refusal-rules"
+    assert DEFAULT_JUDGE != "refusal-rules"
     judge = get_judge("refusal-rules")
     assert isinstance(judge, RefusalRulesJudge)
     assert judge.name == "refusal-rules"

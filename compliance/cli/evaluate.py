@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from compliance.cli.app import app, out
-from compliance.constants import BUILTIN_MODEL_ID, ENV_OPENAI_API_KEY
+from compliance.constants import BUILTIN_MODEL_ID, DEFAULT_JUDGE, ENV_OPENAI_API_KEY
 
 _VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 
@@ -28,7 +28,7 @@ def report(
     limit: Optional[int] = typer.Option(None, "--limit", help="Run a stratified sample of N suite items."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and generation."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
-    judge: str = typer.Option("refusal-rules", "--judge", help="Judge that labels responses (refusal-rules, hf-classifier, guard; see `compliance judges`)."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge that labels responses (refusal-hybrid, refusal-rules, refusal-embed, hf-classifier, guard; see `compliance judges`)."),
     judge_option: Optional[list[str]] = typer.Option(None, "--judge-option",
                                                      help="Judge construction option KEY=VALUE, repeatable: e.g. "
                                                           "model=ProtectAI/distilroberta-base-rejection-v1 and "

@@ -10,13 +10,14 @@ import typer
 from rich.table import Table
 
 from compliance.cli.app import app, out
+from compliance.constants import DEFAULT_JUDGE
 
 
 @app.command("judge-eval")
 def judge_eval(
     file: Path = typer.Argument(..., help="XSTest-style CSV with columns prompt, completion, final_label "
                                           "(1_full_compliance, 2_full_refusal, 3_partial_refusal)."),
-    judge: str = typer.Option("refusal-rules", "--judge", help="Judge to measure."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge to measure."),
     judge_option: Optional[list[str]] = typer.Option(None, "--judge-option",
                                                      help="Judge construction option KEY=VALUE (e.g. model=PATH, "
                                                           "labels=REJECTION=refusal,NORMAL=compliance); repeatable."),
@@ -58,8 +59,11 @@ def judges() -> None:
         validation = shipped_validation(name)
         agreement = f"{validation['overall']['binary_agreement']:.1%} (n={validation['overall']['n']})" if validation else "—"
         held = [f for f in (validation or {}).get("files", {}).values() if f.get("protocol", "").startswith("held out")]
+        if validation and "held_out" in validation:
+            held = [validation["held_out"]]  # e.g. a leave-one-file-out figure, when every file was trained on
         if held:
             # The overall figure includes the files a judge was developed on; the held-out one is what counts.
             agreement = f"{held[0]['binary_agreement']:.1%} held out (n={held[0]['n']}); {agreement} incl. development files"
-        table.add_row(name, cls.version, ", ".join(cls.options) or "—", agreement)
+        table.add_row(f"{name} (default)" if name == DEFAULT_JUDGE else name, cls.version, ", ".join(cls.options) or "—",
+                      agreement)
     out.print(table)

@@ -4,6 +4,7 @@ Judges are plug-ins looked up by name. Importing this package imports every buil
 module so that each registers itself; a new judge is one module plus one import line here.
 """
 
+from compliance.constants import DEFAULT_JUDGE
 from compliance.judges.base import (
     Judge,
     JudgeResult,
@@ -16,11 +17,10 @@ from compliance.judges.base import (
 from compliance.judges.guard import GuardJudge
 from compliance.judges.hf_classifier import HFClassifierJudge
 from compliance.judges.refusal_embed import RefusalEmbedJudge
+from compliance.judges.refusal_hybrid import RefusalHybridJudge
 from compliance.judges.refusal_rules import RefusalRulesJudge, RuleMatch, classify
 from compliance.judges.validation import shipped_validation
 
-#: The judge used when the user names none: CPU only, no model download.
-DEFAULT_JUDGE = "refusal-rules"
 
 __all__ = [
     "DEFAULT_JUDGE",
@@ -29,6 +29,7 @@ __all__ = [
     "Judge",
     "JudgeResult",
     "RefusalEmbedJudge",
+    "RefusalHybridJudge",
     "RefusalRulesJudge",
     "RuleMatch",
     "available_judges",
