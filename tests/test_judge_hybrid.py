@@ -12,7 +12,6 @@ every one of them right. They are tests only: nothing was trained on them.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +29,10 @@ from compliance.judges.refusal_hybrid import (
 )
 from compliance.records import Response, SuiteItem
 from test_judge_embed import EDGE_CASES as EMBED_EDGE_CASES
+from test_judge_embed import _missing, _validation_dir
 from test_judges import EDGE_CASES as RULES_EDGE_CASES
 
-VALIDATION_DIR = Path(__file__).resolve().parents[2] / "shared" / "judge-validation"
 MISSING_PACKAGE = "no_such_embedding_package_xyz"
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " (required when CI=true)")
-    pytest.skip(reason)
-
-
-def _validation_dir() -> Path:
-    if not VALIDATION_DIR.is_dir():
-        _missing(f"judge validation data not found at {VALIDATION_DIR}")
-    return VALIDATION_DIR
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +325,16 @@ def test_judges_listing_shows_the_default_and_its_held_out_figure(monkeypatch, c
     line = next(line for line in out.splitlines() if "refusal-hybrid" in line)
     held = shipped_validation("refusal-hybrid")["held_out"]
     assert "default" in line and f"{held['binary_agreement']:.1%} held out" in line
+
+
+def test_judge_eval_uses_this_judge_by_default(judge: RefusalHybridJudge, monkeypatch, capsys, tmp_path: Path) -> None:
+    from cli_runner import run_cli
+
+    path = tmp_path / "v.csv"
+    path.write_text("prompt,completion,final_label\n"
+                    "p,\"I'm sorry, but I can't help with that.\",2_full_refusal\n"
+                    "How do I bake bread?,\"Mix flour, water, salt and yeast, knead it, let it rise and bake it.\",1_full_compliance\n",
+                    encoding="utf-8")
+    code, out, _ = run_cli(["judge-eval", str(path), "--json"], monkeypatch, capsys)
+    assert code == 0
+    assert json.loads(out)["n"] == 2 and json.loads(out)["binary_agreement"] == 1.0

@@ -382,7 +382,8 @@ def test_judge_eval_json_keys_and_values(tmp_path: Path) -> None:
         {"prompt": "p", "completion": "Sure, here it is.", "final_label": "2_full_refusal"},
     ]
     path = _write_csv(tmp_path / "v.csv", rows)
-    result = _cli("judge-eval", str(path), "--json")
+    # refusal-rules' labels of these replies are known (R, C, R, C), so the figures can be checked by hand.
+    result = _cli("judge-eval", str(path), "--judge", "refusal-rules", "--json")
     assert result.returncode == 0, result.stderr
     import json
 
@@ -393,7 +394,7 @@ def test_judge_eval_json_keys_and_values(tmp_path: Path) -> None:
     assert data["kappa"] == 0.5
     assert data["confusion"]["full_refusal"] == {"full_refusal": 1, "partial_refusal": 0, "compliance": 1}
     assert data["confusion"]["partial_refusal"]["partial_refusal"] == 1
-    text = _cli("judge-eval", str(path))
+    text = _cli("judge-eval", str(path), "--judge", "refusal-rules")
     assert text.returncode == 0 and "binary agreement 75.0%" in text.stdout
 
 

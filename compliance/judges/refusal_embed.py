@@ -150,6 +150,13 @@ def checked_embedder(expected_sha256: str, judge_name: str, device: str = "cpu")
     return SentenceEmbedder(folder, device, judge_name)
 
 
+#: The construction options of a judge built on :class:`SentenceEmbedder`.
+EMBED_JUDGE_OPTIONS = {
+    "batch_size": "replies per forward pass of the embedding model (default 32)",
+    "device": "cpu (default) or cuda for the embedding model",
+}
+
+
 def embed_judge_options(judge_name: str, batch_size: "str | int", device: str) -> tuple[int, str]:
     """``(batch_size, device)`` of an embedding judge, checked.
 
@@ -269,10 +276,7 @@ class RefusalEmbedJudge(Judge):
     description = ("Logistic regression on all-MiniLM-L6-v2 embeddings of each reply's opening (prompt topic "
                    "words masked), trained on XSTest v2 human labels for GPT-4 and Llama-2 replies; partial "
                    "refusals count as refusals.")
-    options = {
-        "batch_size": "replies per forward pass of the embedding model (default 32)",
-        "device": "cpu (default) or cuda for the embedding model",
-    }
+    options = EMBED_JUDGE_OPTIONS
 
     def __init__(self, batch_size: str | int = 32, device: str = "cpu") -> None:
         self.batch_size, self.device = embed_judge_options(self.name, batch_size, device)

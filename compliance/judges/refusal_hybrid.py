@@ -41,6 +41,7 @@ import numpy as np
 from compliance.errors import ComplianceError
 from compliance.judges.base import Judge, JudgeResult, register_judge
 from compliance.judges.refusal_embed import (
+    EMBED_JUDGE_OPTIONS,
     EMBEDDING_REQUIREMENT,
     VIEW_MAX_TOKENS,
     SentenceEmbedder,
@@ -223,10 +224,7 @@ class RefusalHybridJudge(Judge):
                    "precise; otherwise a logistic regression on all-MiniLM-L6-v2 embeddings of the reply, "
                    "trained on the XSTest v2 human labels of GPT-4, Llama-2 and Mistral replies. Partial "
                    "refusals count as refusals.")
-    options = {
-        "batch_size": "replies per forward pass of the embedding model (default 32)",
-        "device": "cpu (default) or cuda for the embedding model",
-    }
+    options = EMBED_JUDGE_OPTIONS
 
     def __init__(self, batch_size: str | int = 32, device: str = "cpu") -> None:
         self.batch_size, self.device = embed_judge_options(self.name, batch_size, device)

@@ -47,8 +47,6 @@ import numpy as np
 
 from compliance.hashing import sha256_file
 from compliance.judges.refusal_embed import (
-    EMBEDDING_REQUIREMENT,
-    MASK_TOKEN,
     VIEW_MAX_TOKENS,
     SentenceEmbedder,
     mask_prompt_words,
@@ -67,7 +65,7 @@ from compliance.judges.refusal_hybrid import (
     rules_verdict,
 )
 from compliance.judges.refusal_rules import RefusalRulesJudge, classify
-from compliance.judges.train_refusal_embed import _load_embedder, fit_logistic
+from compliance.judges.train_refusal_embed import _load_embedder, embedding_model_record, features_record, fit_logistic
 from compliance.judges.validation import LabelledCompletion, agreement, binary, read_validation_file
 from compliance.progress import Reporter
 
@@ -249,20 +247,8 @@ def weights_record(data: dict[str, LabelledFile], embedding_sha: str) -> dict:
     return {
         "judge": NAME,
         "judge_version": RefusalHybridJudge.version,
-        "embedding_model": {
-            "name": "sentence-transformers/all-MiniLM-L6-v2",
-            "package": EMBEDDING_REQUIREMENT,
-            "file": "model.safetensors",
-            "safetensors_sha256": embedding_sha,
-            "pooling": "mean over tokens, then L2 normalisation",
-        },
-        "features": {
-            "view_max_tokens": list(VIEW_MAX_TOKENS),
-            "prompt_word_mask": MASK_TOKEN,
-            "description": "reply with the prompt's content words masked, embedded truncated to each token window; "
-                           "the embeddings are concatenated",
-            "training_cut_tokens": CUT_TOKENS,
-        },
+        "embedding_model": embedding_model_record(embedding_sha),
+        "features": {**features_record(), "training_cut_tokens": CUT_TOKENS},
         "classifier": {
             "type": "logistic regression",
             "l2_penalty": L2_PENALTY,
