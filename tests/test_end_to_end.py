@@ -9,6 +9,7 @@ import pytest
 from pypdf import PdfReader
 
 from compliance import api
+from compliance.judges import DEFAULT_JUDGE
 from compliance.lineage import read_card_metadata
 from compliance.schemas import report_errors
 
@@ -34,7 +35,8 @@ def test_report_json_validates_and_carries_provenance(refusing_report, refusing_
     assert report["suite"]["n_items"] == len(report["items"]) == 24
     assert report["suite"]["benchmarks"][0]["name"] == "starter"
     assert report["generation"]["config"]["max_new_tokens"] == 8
-    assert report["judges"]["refusal"]["name"] == "refusal-rules"
+    assert report["judges"]["refusal"]["name"] == DEFAULT_JUDGE == "refusal-hybrid"
+    assert report["judges"]["refusal"]["validation"]["held_out"]["files"] == ["mistralinstruct"]
     assert report["environment"]["packages"]["torch"]
     for model in report["models"].values():
         assert all(len(w["sha256"]) == 64 for w in model["weights"])

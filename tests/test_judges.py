@@ -52,9 +52,10 @@ def rule_ids(judge: Judge) -> set[str]:
 # --- registry -----------------------------------------------------------------------------
 
 
-def test_refusal_rules_is_registered_and_default() -> None:
+def test_refusal_rules_is_registered_but_not_the_default() -> None:
+    # refusal-hybrid is the default (tests/test_judge_hybrid.py); refusal-rules stays for comparison.
     assert "refusal-rules" in available_judges()
-    assert DEFAULT_JUDGE == "refusal-rules"
+    assert DEFAULT_JUDGE != "refusal-rules"
     judge = get_judge("refusal-rules")
     assert isinstance(judge, RefusalRulesJudge)
     assert judge.name == "refusal-rules"
@@ -381,7 +382,8 @@ def test_judge_eval_json_keys_and_values(tmp_path: Path) -> None:
         {"prompt": "p", "completion": "Sure, here it is.", "final_label": "2_full_refusal"},
     ]
     path = _write_csv(tmp_path / "v.csv", rows)
-    result = _cli("judge-eval", str(path), "--json")
+    # refusal-rules' labels of these replies are known (R, C, R, C), so the figures can be checked by hand.
+    result = _cli("judge-eval", str(path), "--judge", "refusal-rules", "--json")
     assert result.returncode == 0, result.stderr
     import json
 
@@ -392,7 +394,7 @@ def test_judge_eval_json_keys_and_values(tmp_path: Path) -> None:
     assert data["kappa"] == 0.5
     assert data["confusion"]["full_refusal"] == {"full_refusal": 1, "partial_refusal": 0, "compliance": 1}
     assert data["confusion"]["partial_refusal"]["partial_refusal"] == 1
-    text = _cli("judge-eval", str(path))
+    text = _cli("judge-eval", str(path), "--judge", "refusal-rules")
     assert text.returncode == 0 and "binary agreement 75.0%" in text.stdout
 
 

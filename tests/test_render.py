@@ -236,6 +236,24 @@ def test_page_one_gives_each_judges_held_out_figure() -> None:
     assert "not validated against human labels" in html  # the example's harm judge ships no figures
 
 
+def test_page_one_headlines_the_leave_one_file_out_figure_of_a_judge_trained_on_every_file() -> None:
+    import json as _json
+
+    from compliance.judges import shipped_validation
+
+    report = example_report()
+    validation = _json.loads(_json.dumps(shipped_validation("refusal-hybrid")))
+    report["judges"]["refusal"]["validation"] = validation
+    html = render_html(report)
+    held = validation["held_out"]
+    assert (f"{100 * held['binary_agreement']:.1f}% agreement with human labels on 450 held-out replies "
+            f"(mistralinstruct, leave-one-file-out, κ {held['kappa']:.2f})") in html
+    # Per file, the leave-one-file-out figures, not the shipped judge's training-set fits.
+    lofo = validation["leave_one_file_out"]["files"]
+    assert "per file, each judged after training on the others: " + ", ".join(
+        f"{name} {100 * lofo[name]['binary_agreement']:.1f}%" for name in sorted(lofo)) in html
+
+
 def test_validation_without_a_held_out_file_headlines_the_overall_figure() -> None:
     import json as _json
 

@@ -10,13 +10,14 @@ import typer
 from rich.table import Table
 
 from compliance.cli.app import app, out
+from compliance.constants import DEFAULT_JUDGE
 
 
 @app.command("judge-eval")
 def judge_eval(
     file: Path = typer.Argument(..., help="XSTest-style CSV with columns prompt, completion, final_label "
                                           "(1_full_compliance, 2_full_refusal, 3_partial_refusal)."),
-    judge: str = typer.Option("refusal-rules", "--judge", help="Judge to measure."),
+    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge to measure."),
     judge_option: Optional[list[str]] = typer.Option(None, "--judge-option",
                                                      help="Judge construction option KEY=VALUE (e.g. model=PATH, "
                                                           "labels=REJECTION=refusal,NORMAL=compliance); repeatable."),

@@ -6,6 +6,7 @@ Importing this package imports every built-in judge module so that each register
 new judge is one module plus one import line here.
 """
 
+from compliance.constants import DEFAULT_JUDGE
 from compliance.judges.base import (
     AXIS_LABELS,
     Judge,
@@ -23,11 +24,10 @@ from compliance.judges.guard import GuardJudge
 from compliance.judges.harmbench_cls import HarmBenchClassifierJudge
 from compliance.judges.hf_classifier import HFClassifierJudge
 from compliance.judges.refusal_embed import RefusalEmbedJudge
+from compliance.judges.refusal_hybrid import RefusalHybridJudge
 from compliance.judges.refusal_rules import RefusalRulesJudge, RuleMatch, classify
 from compliance.judges.validation import shipped_validation
 
-#: The refusal judge used when the user names none: CPU only, no model download.
-DEFAULT_JUDGE = "refusal-rules"
 #: The harm judge used when the user names none (None: refusal only, until a validated CPU
 #: harm judge ships).
 DEFAULT_HARM_JUDGE = None
@@ -42,6 +42,7 @@ __all__ = [
     "Judge",
     "JudgeResult",
     "RefusalEmbedJudge",
+    "RefusalHybridJudge",
     "RefusalRulesJudge",
     "RuleMatch",
     "available_judges",

