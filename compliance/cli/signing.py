@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from compliance.cli.app import app, err, out
+from compliance.cli.app import app, err, out, plain
 
 
 @app.command()
@@ -74,11 +74,11 @@ def verify(
 
     result = api.verify(path, keys_dir=keys, key=key, trust=trust, models=models or [])
     for line in result.passed:
-        out.print(f"[green]ok[/]    {line}", highlight=False)
+        out.print(f"[green]ok[/]    {plain(line)}", highlight=False)
     for line in result.failed:
-        err.print(f"[bold red]FAIL[/]  {line}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]FAIL[/]  {plain(line)}", highlight=False, soft_wrap=True)
     if result.signer:
-        out.print(f"PDF signer: {result.signer}; signed at {result.signed_at}; key SHA-256 {result.fingerprint}",
+        out.print(plain(f"PDF signer: {result.signer}; signed at {result.signed_at}; key SHA-256 {result.fingerprint}"),
                   highlight=False)
     if not result.ok:
         err.print(f"[bold red]Verification failed[/]: {len(result.failed)} check(s) failed", highlight=False)
