@@ -926,3 +926,12 @@ def test_markup_from_a_card_and_an_envelope_prints_as_text(target, signed, monke
     code, out, err = run_cli(args, monkeypatch, capsys)
     verify_outcome(code, out, err, True, *names)
     assert "payloadType is '[/]\\nx'" in err
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b"\x80", b'{"id": true}', b"7", b""],
+                         ids=["deeply-nested", "not-utf-8", "id-not-a-string", "not-an-object", "empty"])
+def test_a_hub_answer_that_is_not_a_model_description(body, hub, monkeypatch, capsys):  # noqa: F811
+    hub.add_repo("acme/odd", {"config.json": _json({"model_type": "llama"})})
+    hub.repos["acme/odd"].info_body = body
+    line = refused_in_one_line(*run_cli(["lineage", "acme/odd"], monkeypatch, capsys), "acme/odd")
+    assert "model description that cannot be read" in line or "returned no commit sha" in line, line

@@ -66,7 +66,7 @@ def verify(
 ) -> None:
     """Verify a signed report: DSSE signature, statement, schema, digests, PDF signature and attachments.
 
-    Exits 0 only when every check holds; each failed check is printed on one line.
+    Exits 0 only when every check holds; each failed check is printed on one line (exit 1). A file that is not a signed report at all is one error line (exit 2).
 
     Example: compliance verify reports/my-model --keys keys/ --models ./my-model
     """
