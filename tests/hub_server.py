@@ -19,7 +19,8 @@ A hostile repository, for tests of what the client refuses: file names are serve
 (``../x``, ``/abs``); a :class:`Streamed` file is generated as it is sent, never held (a 100 MB
 card costs no memory); :attr:`FakeRepo.listed` overrides what the listing says of a file (its
 size, its LFS sha256) while the bytes stay as they are; :attr:`FakeRepo.redirects` answers a
-file's resolve route with a redirect to another URL. :attr:`FakeHub.bytes_sent` counts the body
+file's resolve route with a redirect to another URL; :attr:`FakeRepo.info_body` replaces the model-info
+answer with any bytes. :attr:`FakeHub.bytes_sent` counts the body
 bytes sent per file.
 
 Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
@@ -85,6 +86,7 @@ class FakeRepo:
     listed: dict[str, dict] = field(default_factory=dict)  # file -> {"size": .., "sha256": ..} the listing claims
     redirects: dict[str, str] = field(default_factory=dict)  # file -> URL its resolve route redirects to
     pull_requests: dict[int, dict] = field(default_factory=dict)  # number -> {"title", "status"}
+    info_body: Optional[bytes] = None  # served as the model-info answer instead of the real one (a broken Hub)
 
     def head(self, revision: str) -> str:
         return self.heads.get(revision) or fake_sha(self.repo_id, revision)
@@ -339,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             body["cardData"] = card
         if repo.base_models is not None:
             body["baseModels"] = repo.base_models
-        self._json(body, sha)
+        self._json(body if repo.info_body is None else repo.info_body, sha)
 
     def _tree(self, repo_id: str, revision: str, prefix: str) -> None:
         found = self._repo(repo_id, revision, files_route=False)
@@ -397,7 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, body: Any, sha: Optional[str] = None, status: int = 200,
               headers: Optional[dict[str, str]] = None) -> None:
-        data = json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)

@@ -306,6 +306,8 @@ def test_other_bad_labels_files_are_one_line(report_dir, tmp_path, monkeypatch, 
     doc = json.loads(good.read_text())
     cases = {
         "not-json.json": ("{not json", "is not valid JSON"),
+        "doubled-key.json": ('{"labels": [], "labels": []}', "key 'labels' appears more than once"),
+        "deep.json": ("[" * 1000 + "]" * 1000, "nests deeper than 64 levels"),
         "wrong-format.json": (json.dumps({"labels": []}), "is not a compliance-audit-labels file"),
         "bad-label.json": (json.dumps(dict(doc, labels=[dict(doc["labels"][0], label="maybe")] + doc["labels"][1:])),
                            "has label 'maybe', not one of"),

@@ -73,19 +73,18 @@ def load_report(report_dir: str | Path) -> tuple[Path, dict]:
     Raises:
         AuditError: no such folder or report, or one that is not valid or has no prompts.
     """
-    from compliance.schemas import report_errors
 
     folder = Path(report_dir)
     path = folder / REPORT_JSON
     if not path.is_file():
         raise AuditError(f"{path} not found: give a report folder written by compliance report")
+    from compliance.documents import DocumentError, read_capped
+    from compliance.schemas import REPORT_MAX_BYTES, parse_report
+
     try:
-        report = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AuditError(f"{path} is not valid JSON: give a report folder written by compliance report") from None
-    errors = report_errors(report)
-    if errors:
-        raise AuditError(f"{path} does not match the report schema ({errors[0]})")
+        report = parse_report(read_capped(path, REPORT_MAX_BYTES))
+    except DocumentError as exc:
+        raise AuditError(f"{path} {exc}: give a report folder written by compliance report") from None
     check_auditable(report, str(path))
     return folder, report
 

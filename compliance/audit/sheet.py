@@ -24,6 +24,8 @@ __all__ = ["AXES", "LABELS_FORMAT", "LabelEntry", "LabelsFile", "read_labels", "
            "sheet_csv", "write_sheet"]
 
 LABELS_FORMAT = "compliance-audit-labels"
+#: A labels file larger than this is not one the sheet saved (a full sheet of 5,000 labels is well under 2 MiB).
+LABELS_MAX_BYTES = 64 * 1024**2
 
 #: The question asked of each reply on each axis, and one key per label.
 AXES: dict[str, dict] = {
@@ -131,7 +133,12 @@ def read_labels(path: str | Path) -> LabelsFile:
     p = Path(path)
     if not p.is_file():
         raise AuditError(f"labels file {p} not found: give the audit-labels.json the sheet saved, or the filled audit.csv")
-    raw = p.read_bytes()
+    from compliance.documents import DocumentError, parse_json, read_capped
+
+    try:
+        raw = read_capped(p, LABELS_MAX_BYTES)
+    except DocumentError as exc:
+        raise AuditError(f"labels file {p} {exc}: give the audit-labels.json the sheet saved, or the filled audit.csv") from None
     digest = sha256_bytes(raw)
     try:
         text = raw.decode("utf-8-sig")
@@ -140,10 +147,9 @@ def read_labels(path: str | Path) -> LabelsFile:
     if p.suffix.lower() == ".csv" or (not text.lstrip().startswith("{") and text.startswith("unit,")):
         return _read_csv(p, digest, text)
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AuditError(f"labels file {p} is not valid JSON ({exc.msg}, line {exc.lineno}): give the file the sheet "
-                         "saved, unedited") from None
+        doc = parse_json(text)
+    except DocumentError as exc:
+        raise AuditError(f"labels file {p} {exc}: give the file the sheet saved, unedited") from None
     if not isinstance(doc, dict) or doc.get("format") != LABELS_FORMAT or not isinstance(doc.get("labels"), list):
         raise AuditError(f"labels file {p} is not a {LABELS_FORMAT} file: give the audit-labels.json that audit.html "
                          "saved, or the filled audit.csv")

@@ -10,7 +10,6 @@ that flag is reserved for results the Hub itself produced.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Optional
 
 from huggingface_hub import EvalResult, ModelCard
 
+from compliance.documents import YAML_MAX_BYTES, DocumentError, document_errors, parse_yaml, read_capped
 from compliance.errors import ComplianceError
 from compliance.report.versions import judge_names
 
@@ -65,16 +65,11 @@ def load_report_dir(path: str | Path) -> tuple[dict[str, Any], bytes, Path]:
     file = p / "report.json" if p.is_dir() else p
     if not file.is_file():
         raise CardError(f"{p}: no report.json found; give the folder `compliance report` wrote")
-    data = file.read_bytes()
-    try:
-        report = json.loads(data)
-    except ValueError as exc:
-        raise CardError(f"{file} is not valid JSON ({exc}); re-run `compliance report`") from None
-    from compliance.schemas import report_errors
+    from compliance.schemas import REPORT_MAX_BYTES, parse_report
 
-    errors = report_errors(report)
-    if errors:
-        raise CardError(f"{file} does not follow the report schema ({errors[0]}); re-run `compliance report`")
+    with document_errors(CardError, str(file), "re-run `compliance report`", document_fix=False):
+        data = read_capped(file, REPORT_MAX_BYTES)
+        report = parse_report(data)
     return report, data, file.parent
 
 
@@ -210,6 +205,16 @@ def parse_card(text: str, where: str) -> ModelCard:
     if text.lstrip("\ufeff").startswith("---") and not REGEX_YAML_BLOCK.search(text):
         raise CardError(f"{where}: the front matter opens with '---' but never closes; "
                         "fix the YAML block at the top (the file was left untouched)")
+    block = REGEX_YAML_BLOCK.search(text)
+    if block is not None:
+        # Checked within our limits first: huggingface_hub would load an alias bomb, then expand it when writing.
+        try:
+            if len(block.group(2)) > YAML_MAX_BYTES:
+                raise DocumentError(f"is longer than {YAML_MAX_BYTES // 1024**2} MiB")
+            parse_yaml(block.group(2))
+        except DocumentError as exc:
+            raise CardError(f"{where}: malformed front matter ({exc.detail}); fix the YAML block at the top "
+                            "(the file was left untouched)") from None
     try:
         return ModelCard(text)
     except (yaml.YAMLError, ValueError, TypeError, KeyError) as exc:

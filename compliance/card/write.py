@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 from compliance.card.build import CardError, CardUpdate, apply_report, load_report_dir, parse_card
+from compliance.constants import HUB_METADATA_MAX_BYTES
+from compliance.documents import DocumentError, decode_text, document_errors, read_capped
 from compliance.io import atomic_write_text
 
 #: Where the report's files go in a Hub repository, next to the card that links to them.
@@ -35,7 +37,7 @@ def update_local_card(report_dir: str | Path, model_dir: str | Path,
     if not model.is_dir():
         raise CardError(f"model folder {model} not found")
     readme = model / "README.md"
-    original = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    original = _read_card(readme) if readme.is_file() else ""
     card = parse_card(original, str(readme))
     url = report_url or Path(os.path.relpath(folder.resolve() / "report.json", model.resolve())).as_posix()
     n = apply_report(card, report, data, url, signed=(folder / "report.intoto.json").is_file(),
@@ -45,6 +47,13 @@ def update_local_card(report_dir: str | Path, model_dir: str | Path,
     if changed:
         atomic_write_text(readme, content)
     return CardUpdate(target=str(readme), changed=changed, n_results=n, content=content)
+
+
+def _read_card(readme: Path) -> str:
+    """A local card's text: UTF-8, as the Hub keeps cards (it is rewritten as UTF-8)."""
+    with document_errors(CardError, str(readme), "fix it",
+                         after=", then run this again (the file was left untouched)"):
+        return decode_text(read_capped(readme, HUB_METADATA_MAX_BYTES))
 
 
 def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True, revision: Optional[str] = None,
@@ -81,7 +90,7 @@ def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True
     try:
         try:
             path = hf_hub_download(repo_id, "README.md", revision=branch, token=token)
-            original = Path(path).read_text(encoding="utf-8")
+            original = decode_text(Path(path).read_bytes())
         except EntryNotFoundError:
             original = ""
         card = parse_card(original, f"{repo_id}@{branch}:README.md")
@@ -106,6 +115,8 @@ def update_hub_card(report_dir: str | Path, repo_id: str, create_pr: bool = True
             commit_description=f"Results of `compliance` report {report['report_id']}, written through "
                                "huggingface_hub's card API. Self-reported: not verified by the Hub.",
         )
+    except DocumentError as exc:
+        raise CardError(f"{repo_id}@{branch}:README.md {exc}: fix the card on the Hub, then run this again") from None
     except OfflineModeIsEnabled:
         raise CardError(f"cannot reach the Hub for {repo_id}: offline mode is on (HF_HUB_OFFLINE=1)") from None
     except RepositoryNotFoundError:

@@ -8,6 +8,7 @@ shows the traceback.
 from __future__ import annotations
 
 import sys
+import unicodedata
 
 import typer
 from rich.console import Console
@@ -34,6 +35,25 @@ TSA_HELP = ("RFC 3161 time-stamping authority URL (default $COMPLIANCE_TSA_URL):
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
     _STATE["debug"] = debug
+
+
+#: Unicode categories printed as escapes: controls (newline, ESC), format characters (bidi overrides), line breaks.
+_HIDDEN = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def plain(value: object) -> str:
+    """``value`` as text that prints as itself, on one line, through a rich console.
+
+    Text from files and servers (a card's licence, a benchmark's categories, a report's model id) may
+    hold rich markup (``[/]`` raises, ``[link=...]`` restyles), terminal escapes, or line breaks that
+    would split a one-line error: markup is escaped, and control, format and line-break characters
+    are shown as escapes (``\\n``, ``\\x1b``).
+    """
+    text = str(value)
+    if any(unicodedata.category(c) in _HIDDEN for c in text):
+        text = "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _HIDDEN else c
+                       for c in text)
+    return escape(text)
 
 
 def _click_exceptions() -> tuple[type, type]:
@@ -66,7 +86,7 @@ def main() -> None:
         if debug:
             raise
         # Escaped: messages quote user input and commands like pip install 'compliance[vllm]', not markup.
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {plain(exc)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -75,7 +95,7 @@ def main() -> None:
         if debug:
             raise
         if exc.format_message().strip():  # empty after a group's help was shown for no arguments
-            err.print(escape(usage_line(exc)), highlight=False, soft_wrap=True)
+            err.print(plain(usage_line(exc)), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click_exception as exc:
         exc.show()

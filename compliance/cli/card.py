@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from compliance.cli.app import app, out
+from compliance.cli.app import app, out, plain
 from compliance.errors import ComplianceError
 
 
@@ -33,12 +33,12 @@ def card(
     result = api.card(report_dir, model_dir=model_dir, repo=repo, create_pr=create_pr, revision=revision,
                       report_url=report_url)
     if not result.changed and result.pr_url:
-        out.print(f"A pull request with these results is already open: {result.pr_url}", highlight=False)
+        out.print(f"A pull request with these results is already open: {plain(result.pr_url)}", highlight=False)
     elif not result.changed:
-        out.print(f"Card already up to date: {result.target} ({result.n_results} results)", highlight=False)
+        out.print(f"Card already up to date: {plain(result.target)} ({result.n_results} results)", highlight=False)
     elif result.pr_url:
-        out.print(f"Opened pull request: {result.pr_url} ({result.n_results} results)", highlight=False)
+        out.print(f"Opened pull request: {plain(result.pr_url)} ({result.n_results} results)", highlight=False)
     elif result.commit_url:
-        out.print(f"Committed: {result.commit_url} ({result.n_results} results)", highlight=False)
+        out.print(f"Committed: {plain(result.commit_url)} ({result.n_results} results)", highlight=False)
     else:
-        out.print(f"Updated {result.target} ({result.n_results} results)", highlight=False)
+        out.print(f"Updated {plain(result.target)} ({result.n_results} results)", highlight=False)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from compliance.cli.app import app, out
+from compliance.cli.app import app, out, plain
 
 
 @app.command()
@@ -45,9 +45,9 @@ def compare(
     for c in result.candidates:
         s = c.summary()
         margin = "n/a" if s["worst_margin"] is None else f"{s['worst_rule']} ({s['worst_margin'] * 100:+.1f} pp)"
-        sig = "[green]verified[/]" if c.signature_ok else f"[bold red]NOT VERIFIED[/]: {c.signature_reason}"
-        table.add_row(str(c.rank), c.model, c.base, c.policy, c.verdict.upper(), margin, sig)
+        sig = "[green]verified[/]" if c.signature_ok else f"[bold red]NOT VERIFIED[/]: {plain(c.signature_reason)}"
+        table.add_row(*map(plain, (c.rank, c.model, c.base, c.policy, c.verdict.upper(), margin)), sig)
     out.print(table)
     out.print(f"Ranking: {RANKING_RULE}", highlight=False)
     for name, path in result.files.items():
-        out.print(f"{name:8} {path}", highlight=False)
+        out.print(f"{name:8} {plain(path)}", highlight=False)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from compliance.cli.app import TSA_HELP, app, out
+from compliance.cli.app import TSA_HELP, app, out, plain
 from compliance.constants import BUILTIN_MODEL_ID, ENV_OPENAI_API_KEY
 
 _VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
@@ -199,9 +199,10 @@ def lineage(
         return
     out.print(_lineage_tree(info))
     if info["base"] is None:
-        out.print(f"[yellow]No comparison base:[/] {info.get('base_error')}")
+        out.print(f"[yellow]No comparison base:[/] {plain(info.get('base_error'))}")
     else:
-        out.print(f"Comparison base: [bold]{info['base']}[/] [dim]{info['base_revision'][:12]}[/] ({info['base_selection']})")
+        out.print(f"Comparison base: [bold]{plain(info['base'])}[/] [dim]{plain(info['base_revision'][:12])}[/] "
+                  f"({plain(info['base_selection'])})")
         base_node = next((n for n in info["chain"] if n["id"] == info["base"]), None)
         if base_node is not None and base_node.get("has_weights") is False:
             out.print("[yellow]The comparison base has no weight files:[/] a report needs --base with a model that has them")
@@ -209,16 +210,18 @@ def lineage(
 
 def _lineage_tree(info: dict) -> Tree:
     def label(node: dict) -> str:
+        # Ids, licences and file names come from cards and servers: printed as text, never as markup.
         mark = "  [green]← comparison base[/]" if node["id"] == info.get("base") else ""
-        gated = f" [yellow]gated: {node['gated']}[/]" if node.get("gated") else ""
-        refused = f" [yellow](no access to {', '.join(node['unreadable'])})[/]" if node.get("unreadable") else ""
-        licence = f" [dim]licence {node['license']}[/]" if node.get("license") else ""
+        gated = f" [yellow]gated: {plain(node['gated'])}[/]" if node.get("gated") else ""
+        refused = f" [yellow](no access to {plain(', '.join(node['unreadable']))})[/]" if node.get("unreadable") else ""
+        licence = f" [dim]licence {plain(node['license'])}[/]" if node.get("license") else ""
         weightless = " [magenta]metadata only, no weights[/]" if node.get("has_weights") is False else ""
-        return f"[bold]{node['id']}[/] [dim]{node['revision'][:12]}[/]{licence}{gated}{refused}{weightless}{mark}"
+        return (f"[bold]{plain(node['id'])}[/] [dim]{plain(node['revision'][:12])}[/]"
+                f"{licence}{gated}{refused}{weightless}{mark}")
 
     def edge(node: dict) -> str:
         confidence = {"low": "[red]low confidence[/]", "medium": "[yellow]medium confidence[/]"}.get(node["confidence"], "")
-        return f"[cyan]{node['relation']}[/] of  [dim]({node['source']}{', ' if confidence else ''}{confidence})[/]"
+        return f"[cyan]{plain(node['relation'])}[/] of  [dim]({plain(node['source'])}{', ' if confidence else ''}{confidence})[/]"
 
     chain = info["chain"]
     tree = Tree(label(chain[0]))
@@ -229,7 +232,7 @@ def _lineage_tree(info: dict) -> Tree:
         sub = branch.add(edge(node))
         if node["parents"]:
             for p in info.get("parents", []):
-                sub.add(f"[bold]{p['id']}[/] [dim]{p['revision'][:12]}[/]")
+                sub.add(f"[bold]{plain(p['id'])}[/] [dim]{plain(p['revision'][:12])}[/]")
         if parent is None:
             break
         branch = sub.add(label(parent))
@@ -252,17 +255,17 @@ def policies() -> None:
 def _print_summary(report: dict) -> None:
     verdict = report["summary"]["verdict"]
     out.print(f"[{_VERDICT_STYLE[verdict]}]Verdict: {verdict.upper()}[/]  "
-              f"({report['policy']['title']}, policy '{report['policy']['name']}')")
-    out.print(report["summary"]["headline"])
+              f"({plain(report['policy']['title'])}, policy '{plain(report['policy']['name'])}')")
+    out.print(plain(report["summary"]["headline"]))
     table = Table("rule", "observed (95% CI)", "limit", "verdict")
     for r in report["policy"]["rules"]:
         pct = (lambda x: "n/a" if x is None else f"{100 * x:+.1f}" if r["kind"] == "drift" else f"{100 * x:.1f}%")
         limit = {"max": "≤ ", "min": "≥ "}[r["bound"]] + pct(r["threshold"])
-        table.add_row(r["rule_id"], f"{pct(r['observed'])} ({pct(r['ci_low'])} … {pct(r['ci_high'])})",
+        table.add_row(plain(r["rule_id"]), f"{pct(r['observed'])} ({pct(r['ci_low'])} … {pct(r['ci_high'])})",
                       limit, f"[{_VERDICT_STYLE[r['verdict']]}]{r['verdict']}[/]")
     out.print(table)
     if report["summary"].get("judge_sensitivity"):
-        out.print(f"Judge sensitivity: {report['summary']['judge_sensitivity']}")
+        out.print(f"Judge sensitivity: {plain(report['summary']['judge_sensitivity'])}")
 
 
 def _judge_options(values: Optional[list[str]], option: str = "--judge-option") -> dict[str, str]:

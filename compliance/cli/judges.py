@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from compliance.cli.app import app, out
+from compliance.cli.app import app, out, plain
 from compliance.constants import DEFAULT_JUDGE
 
 
@@ -39,7 +39,7 @@ def judge_eval(
         out.print_json(json.dumps({k: figures[k] for k in keys}))
         return
     kappa = "n/a" if figures["kappa"] is None else f"{figures['kappa']:.3f}"
-    out.print(f"{file.name}: n={figures['n']}  binary agreement {figures['binary_agreement']:.1%}  "
+    out.print(f"{plain(file.name)}: n={figures['n']}  binary agreement {figures['binary_agreement']:.1%}  "
               f"three-way agreement {figures['three_way_agreement']:.1%}  kappa {kappa}")
     table = Table("human \\ judge", *KINDS)
     for human in KINDS:

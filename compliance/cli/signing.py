@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from compliance.cli.app import TSA_HELP, app, err, out
+from compliance.cli.app import TSA_HELP, app, err, out, plain
 from compliance.constants import ENV_KEY_PASSPHRASE, ENV_KEY_PASSWORD
 
 
@@ -85,7 +85,7 @@ def verify(
 ) -> None:
     """Verify a signed report: DSSE signature, statement, schema, digests, PDF signature and attachments.
 
-    Exits 0 only when every check holds; each failed check is printed on one line.
+    Exits 0 only when every check holds; each failed check is printed on one line (exit 1). A file that is not a signed report at all is one error line (exit 2).
 
     Example: compliance verify reports/my-model --keys keys/ --models ./my-model
     """
@@ -95,13 +95,13 @@ def verify(
                         at=at.replace(tzinfo=timezone.utc) if at else None,
                         revoked_at=key_revoked.replace(tzinfo=timezone.utc) if key_revoked else None)
     for line in result.passed:
-        out.print(f"[green]ok[/]    {line}", highlight=False)
+        out.print(f"[green]ok[/]    {plain(line)}", highlight=False)
     for line in result.failed:
-        err.print(f"[bold red]FAIL[/]  {line}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]FAIL[/]  {plain(line)}", highlight=False, soft_wrap=True)
     if result.signer:
         when = "timestamped" if result.timestamped else "signed"
-        out.print(f"PDF signer: {result.signer}; {when} at {result.signed_at}; PAdES {result.pades_level}; "
-                  f"key SHA-256 {result.fingerprint}", highlight=False)
+        out.print(plain(f"PDF signer: {result.signer}; {when} at {result.signed_at}; PAdES {result.pades_level}; "
+                        f"key SHA-256 {result.fingerprint}"), highlight=False)
     if not result.ok:
         err.print(f"[bold red]Verification failed[/]: {len(result.failed)} check(s) failed", highlight=False)
         sys.exit(1)  # main() runs click with standalone_mode=False, which would swallow typer.Exit

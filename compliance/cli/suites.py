@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from compliance.cli.app import app, out
+from compliance.cli.app import app, out, plain
 
 suites_app = typer.Typer(help="List and inspect the benchmarks and suites (pinned sources, licences, sha256).",
                          no_args_is_help=True)
@@ -29,11 +29,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON instead
     for b in cat["benchmarks"]:
         pins = b["files"][0]["sha256"][:16] + "…" + (f" (+{len(b['files']) - 1} files)" if len(b["files"]) > 1 else "")
         licence = b["license"] + (" [opt-in: --accept-licence]" if b["opt_in"] else "")
-        table.add_row(b["name"], b["version"], licence, pins, b["source"])
+        table.add_row(*map(plain, (b["name"], b["version"], licence, pins, b["source"])))
     out.print(table)
     table = Table("suite", "title", "benchmarks", "opt-in", title="Suites")
     for s in cat["suites"]:
-        table.add_row(s["name"], s["title"], ", ".join(s["expands_to"]), ", ".join(s["opt_in"]) or "-")
+        table.add_row(*map(plain, (s["name"], s["title"], ", ".join(s["expands_to"]), ", ".join(s["opt_in"]) or "-")))
     out.print(table)
 
 
@@ -55,25 +55,25 @@ def show(
         out.print_json(json.dumps(info))
         return
     if info["kind"] == "suite":
-        out.print(f"[bold]{info['name']}[/]: {info['title']} ({info['rows']} rows)")
+        out.print(f"[bold]{plain(info['name'])}[/]: {plain(info['title'])} ({info['rows']} rows)")
         if info["description"]:
-            out.print(info["description"])
+            out.print(plain(info["description"]))
         table = Table("benchmark", "version", "licence", "rows", "sha256")
         for b in info["benchmarks"]:
-            table.add_row(b["name"], b["version"], b["license"], str(b["rows"]), b["sha256"])
+            table.add_row(*map(plain, (b["name"], b["version"], b["license"], b["rows"], b["sha256"])))
         out.print(table)
     else:
-        out.print(f"[bold]{info['name']}[/] {info['version']}: {info['title']}")
-        out.print(f"Licence: {info['license']}{' (opt-in: run with --accept-licence ' + info['name'] + ')' if info['opt_in'] else ''}"
-                  f"{' - ' + info['license_note'] if info['license_note'] else ''}")
-        out.print(f"Cite: {info['citation']}")
+        out.print(f"[bold]{plain(info['name'])}[/] {plain(info['version'])}: {plain(info['title'])}")
+        out.print(plain(f"Licence: {info['license']}{' (opt-in: run with --accept-licence ' + info['name'] + ')' if info['opt_in'] else ''}"
+                        f"{' - ' + info['license_note'] if info['license_note'] else ''}"))
+        out.print(plain(f"Cite: {info['citation']}"))
         src = info["source"]
-        out.print(f"Source: {src['kind']}" + (f" {src.get('repo', '')} @ {src['revision']}" if "revision" in src else ""))
+        out.print(plain(f"Source: {src['kind']}" + (f" {src.get('repo', '')} @ {src['revision']}" if "revision" in src else "")))
         table = Table("file", "rows", "sha256")
         for f in info["files"]:
-            table.add_row(f["path"], str(f.get("rows", "")), f["sha256"])
+            table.add_row(*map(plain, (f["path"], f.get("rows", ""), f["sha256"])))
         out.print(table)
     table = Table("category", "rows", title=f"{info['rows']} rows")
     for cat, n in info["categories"].items():
-        table.add_row(cat, str(n))
+        table.add_row(plain(cat), str(n))
     out.print(table)

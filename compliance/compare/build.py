@@ -6,7 +6,6 @@ A metric a report did not measure (no such slice, or no prompts of that kind) is
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,18 +114,15 @@ def rule_margin(rule: dict[str, Any]) -> Optional[float]:
 
 
 def _read(path: Path) -> tuple[dict[str, Any], Path]:
+    from compliance.documents import document_errors, read_capped
+    from compliance.schemas import REPORT_MAX_BYTES, parse_report
+
     file = path / "report.json" if path.is_dir() else path
     if not file.is_file():
         raise CompareError(f"{path}: no report.json found; give report folders written by `compliance report`")
-    try:
-        report = json.loads(file.read_bytes())
-    except ValueError as exc:
-        raise CompareError(f"{file} is not valid JSON ({exc})") from None
-    from compliance.schemas import report_errors
-
-    errors = report_errors(report)
-    if errors:
-        raise CompareError(f"{file} does not follow the report schema ({errors[0]})")
+    with document_errors(CompareError, str(file), "give report folders written by `compliance report`",
+                         document_fix=False):
+        report = parse_report(read_capped(file, REPORT_MAX_BYTES))
     return report, file.parent
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from compliance.constants import HUB_METADATA_MAX_BYTES
+from compliance.documents import DocumentError, decode_text, parse_json
 from compliance.errors import (
     HubGatedRepoError,
     HubRepoNotFoundError,
@@ -106,20 +107,16 @@ def fetch_repo(ref: HubRef) -> HubRepo:
         from huggingface_hub import HfApi
 
         install_host_guard()
-        with hub_errors(ref):
-            info = HfApi(endpoint=endpoint()).model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
-        repo = HubRepo(
-            repo_id=info.id or ref.repo_id,
-            sha=info.sha,
-            requested_revision=ref.revision,
-            files=[HubFile(s.rfilename, s.size if s.size is not None else (s.lfs.size if s.lfs else None),
-                           s.lfs.sha256 if s.lfs else None) for s in (info.siblings or [])],
-            card_data=_card_dict(info.card_data),
-            base_models=getattr(info, "base_models", None),
-            gated=(info.gated or None) if isinstance(info.gated, str) else ("auto" if info.gated else None),
-            private=info.private,
-            endpoint=endpoint(),
-        )
+        try:
+            with hub_errors(ref):
+                info = HfApi(endpoint=endpoint()).model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+            repo = _repo_from_info(info, ref)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            # Not JSON, or JSON of the wrong shape: huggingface_hub and we read its fields as the Hub writes them.
+            raise HubUnreachableError(
+                f"the Hub at {endpoint()} answered '{ref}' with a model description that cannot be read "
+                f"({type(exc).__name__}): check HF_ENDPOINT points at a Hub"
+            ) from None
         if not repo.sha or not COMMIT_SHA.match(repo.sha):
             raise HubUnreachableError(
                 f"the Hub at {endpoint()} returned no commit sha for '{ref}': check HF_ENDPOINT points at a Hub"
@@ -168,7 +165,7 @@ def read_repo_file(repo: HubRepo, filename: str) -> Optional[str]:
             repo.unreadable.append(filename)
             _save_cached(repo)
             return None
-        text = data.decode("utf-8", errors="replace")
+        text = decode_text(data, errors="replace")
         _atomic_write(cached, text)
     repo._texts[filename] = text
     return text
@@ -264,8 +261,8 @@ def read_json_file(repo: HubRepo, filename: str) -> Optional[dict]:
     if text is None:
         return None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = parse_json(text)
+    except DocumentError:  # broken, ambiguous (a key twice) or too deep: read as absent, as transformers would fail
         return None
     return data if isinstance(data, dict) else None
 
@@ -339,6 +336,33 @@ def _unreachable(ref: HubRef, exc: Exception) -> HubUnreachableError:
         f"the Hub at {endpoint()} cannot be reached for '{ref}' ({type(exc).__name__}): check the network and "
         "HF_ENDPOINT, set HF_HUB_OFFLINE=1 to use a warm cache, or pass a local model folder"
     )
+
+
+def _repo_from_info(info: Any, ref: HubRef) -> HubRepo:
+    """A :class:`HubRepo` from ``model_info``'s answer, every field checked for the type it must have.
+
+    Raises:
+        TypeError: a field of the wrong type (the Hub's answer was not what the Hub writes).
+    """
+    files = [HubFile(s.rfilename, s.size if s.size is not None else (s.lfs.size if s.lfs else None),
+                     s.lfs.sha256 if s.lfs else None) for s in (info.siblings or [])]
+    repo = HubRepo(
+        repo_id=info.id or ref.repo_id,
+        sha=info.sha,
+        requested_revision=ref.revision,
+        files=files,
+        card_data=_card_dict(info.card_data),
+        base_models=getattr(info, "base_models", None),
+        gated=(info.gated or None) if isinstance(info.gated, str) else ("auto" if info.gated else None),
+        private=info.private,
+        endpoint=endpoint(),
+    )
+    optional_int = (int, type(None))
+    if not (isinstance(repo.repo_id, str) and isinstance(repo.sha, (str, type(None)))
+            and all(isinstance(f.path, str) and isinstance(f.size, optional_int) and not isinstance(f.size, bool)
+                    and isinstance(f.lfs_sha256, (str, type(None))) for f in files)):
+        raise TypeError("a field of the wrong type")
+    return repo
 
 
 def _card_dict(card_data: Any) -> Optional[dict]:

@@ -51,7 +51,7 @@ def read_validation_file(path: Path | str) -> list[LabelledCompletion]:
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: files saved by spreadsheets start with a BOM
             reader = csv.DictReader(fh)
             columns = reader.fieldnames or []
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -71,7 +71,9 @@ def read_validation_file(path: Path | str) -> list[LabelledCompletion]:
     except IsADirectoryError:
         raise ValidationFileError(f"{path}: is a folder, expected a CSV file") from None
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise ValidationFileError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
+        raise ValidationFileError(f"{path}: not a readable UTF-8 CSV file ({exc}); save it as UTF-8 CSV") from None
+    except OSError as exc:
+        raise ValidationFileError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
     if not rows:
         raise ValidationFileError(f"{path}: no labelled rows")
     return rows

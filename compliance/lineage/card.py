@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from compliance.constants import HUB_METADATA_MAX_BYTES
+from compliance.documents import (YAML_MAX_BYTES, DocumentError, decode_text, document_errors, parse_yaml,
+                                  read_capped)
 from compliance.errors import MalformedCardError
 
 
@@ -23,33 +24,40 @@ def split_front_matter(text: str) -> tuple[str | None, str]:
 def read_card_metadata(folder: Path) -> dict:
     """Front matter of ``folder/README.md`` as a dict (empty when there is no card or no front matter).
 
+    The card is read as the Hub's are: at most :data:`~compliance.constants.HUB_METADATA_MAX_BYTES`,
+    as UTF-8 (or UTF-16 with its byte-order mark), bytes that are not UTF-8 read as U+FFFD.
+
     Raises:
-        MalformedCardError: the front matter is not valid YAML or not a mapping.
+        MalformedCardError: the card is too large, or its front matter is not valid YAML or not a mapping.
     """
     card = Path(folder) / "README.md"
     if not card.is_file():
         return {}
-    return parse_front_matter(card.read_text(encoding="utf-8", errors="replace"), f"model card {card}")
+    where = f"model card {card}"
+    with document_errors(MalformedCardError, where, "shorten it",
+                         after=", or pass the base to compare with using --base"):
+        data = read_capped(card, HUB_METADATA_MAX_BYTES)
+    return parse_front_matter(decode_text(data, errors="replace"), where)
 
 
 def parse_front_matter(text: str, where: str) -> dict:
     """Front matter of a card's ``text`` as a dict; ``where`` names the card in error messages.
 
     Raises:
-        MalformedCardError: the front matter is not valid YAML or not a mapping.
+        MalformedCardError: the front matter is not valid YAML (within :mod:`compliance.documents`' limits:
+            no duplicate keys, no alias bomb, at most :data:`~compliance.documents.YAML_MAX_BYTES`) or not a mapping.
     """
-    meta_text, _ = split_front_matter(text)
+    meta_text, _ = split_front_matter(text.lstrip("\ufeff"))
     if meta_text is None:
         return {}
+    fix = "fix the block between the '---' lines, or pass the base to compare with using --base"
+    if len(meta_text) > YAML_MAX_BYTES:
+        raise MalformedCardError(f"{where} has front matter longer than {YAML_MAX_BYTES // 1024**2} MiB: {fix}")
     try:
-        meta = yaml.safe_load(meta_text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 2})" if mark is not None else ""
-        raise MalformedCardError(
-            f"{where} has malformed YAML front matter{line}: fix the block between the '---' lines, "
-            "or pass the base to compare with using --base"
-        ) from exc
+        meta = parse_yaml(meta_text)
+    except DocumentError as exc:
+        line = f"line {exc.line + 1}: " if exc.line else ""  # of the file: the block starts after its '---'
+        raise MalformedCardError(f"{where} has malformed YAML front matter ({line}{exc.detail}): {fix}") from None
     if meta is None:
         return {}
     if not isinstance(meta, dict):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from compliance.constants import HUB_METADATA_MAX_BYTES
+from compliance.documents import document_errors, parse_json, read_capped
 from compliance.errors import LineageNotFoundError
 from compliance.lineage.card import read_card_metadata
 from compliance.records import ModelRecord
@@ -111,8 +112,7 @@ def read_json(path: Path) -> Optional[dict]:
     """
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise LineageNotFoundError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): fix or remove it") from exc
+    with document_errors(LineageNotFoundError, str(path), "fix or remove it",
+                         after=", or pass the base to compare with using --base"):
+        data = parse_json(read_capped(path, HUB_METADATA_MAX_BYTES))
     return data if isinstance(data, dict) else None

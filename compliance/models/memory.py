@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Optional
 
 from compliance.constants import HUB_METADATA_MAX_BYTES, SAFETENSORS_HEADER_MAX_BYTES
+from compliance.documents import DocumentError, parse_json
 from compliance.errors import ModelTooLargeError, UnsafeModelError
 from compliance.records import ModelRecord
 
@@ -118,8 +118,8 @@ def _config_of(record: ModelRecord) -> Optional[dict]:
                 f"{HUB_METADATA_MAX_BYTES:,} read of a configuration: refused; fix config.json"
             )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):  # transformers names a broken config when it loads it
+            data = parse_json(path.read_bytes())
+        except DocumentError:  # transformers names a broken config when it loads it
             return None
     elif record.kind == "hub":
         from compliance.hub.client import read_json_file
@@ -199,8 +199,8 @@ def read_safetensors_header(path: Path, where: str) -> dict:
             )
         raw = f.read(n)
     try:
-        header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        header = parse_json(raw)
+    except DocumentError:
         header = None
     if not isinstance(header, dict):
         raise UnsafeModelError(f"{where}: its safetensors header is not a JSON object: not a valid safetensors file")

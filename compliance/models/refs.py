@@ -33,9 +33,9 @@ def resolve_model_ref(ref: str, relative_to: Path | None = None) -> ModelRecord:
     if relative_to is not None and not Path(ref).is_absolute():
         candidates.insert(0, relative_to / ref)
     for path in candidates:
-        if path.is_dir():
+        if _is(path, Path.is_dir):
             return local_record(path)
-    if Path(ref).exists():
+    if _is(Path(ref), Path.exists):
         raise ModelNotFoundError(f"model '{ref}' is a file, not a folder: pass the folder that holds config.json")
     from compliance.hub import hub_record, looks_like_hub_id
 
@@ -45,6 +45,14 @@ def resolve_model_ref(ref: str, relative_to: Path | None = None) -> ModelRecord:
         f"model '{ref}' is neither a folder on this machine nor the built-in model nor a Hub id: "
         "pass a local Hugging Face model folder or a Hub id as org/name[@revision]"
     )
+
+
+def _is(path: Path, test) -> bool:
+    """``test(path)``, False for a name the system refuses to look up (longer than a file name may be)."""
+    try:
+        return test(path)
+    except OSError:
+        return False
 
 
 def local_record(folder: Path) -> ModelRecord:

@@ -12,8 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from compliance.documents import YAML_MAX_BYTES, document_errors, parse_yaml, read_capped
 from compliance.errors import PolicyError
 from compliance.hashing import sha256_bytes
 from compliance.records import Findings, PairedFinding, PolicyVerdict, RateFinding, RuleVerdict
@@ -22,6 +21,7 @@ from compliance.schemas import schema_errors
 
 __all__ = ["Policy", "available_policies", "evaluate", "load_policy"]
 
+_START_FROM = "`compliance policies` lists the shipped ones, to start from"
 _METRIC_WORDS = {
     "harmful_response_rate": "harmful-response rate",
     "refusal_rate": "refusal rate on harmful requests",
@@ -62,11 +62,11 @@ def load_policy(name_or_path: str) -> Policy:
             )
     elif not path.is_file():
         raise PolicyError(f"policy file '{name_or_path}' does not exist: check the path")
-    raw = path.read_bytes()
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"policy file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    with document_errors(PolicyError, f"policy file {path}", f"fix it ({_START_FROM})"):
+        raw = read_capped(path, YAML_MAX_BYTES)
+        data = parse_yaml(raw)
+    if data is None:
+        raise PolicyError(f"policy file {path} is empty: write a policy ({_START_FROM})")
     _check_replaced_metrics(data, path)
     errors = schema_errors(data, "policy")
     if errors:
@@ -81,6 +81,11 @@ def load_policy(name_or_path: str) -> Policy:
             if bound in rule and not math.isfinite(rule[bound]):
                 raise PolicyError(f"policy file {path}: rule '{rule['id']}' has {bound}: {rule[bound]}; "
                                   "give a number between -1 and 1")
+            if bound in rule and rule["kind"] == "absolute" and rule[bound] < 0:
+                # A rate is never negative: such a max always fails, such a min always passes.
+                raise PolicyError(f"policy file {path}: rule '{rule['id']}' has {bound}: {rule[bound]}, but an "
+                                  "absolute rule bounds a rate, which lies between 0 and 1: give a number in that "
+                                  "range, or make it a drift rule (fine-tune minus base, -1 to 1)")
     ids = [r["id"] for r in data["rules"]]
     if len(set(ids)) != len(ids):
         raise PolicyError(f"policy file {path}: rule ids must be unique")

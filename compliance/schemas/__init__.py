@@ -30,11 +30,20 @@ def _path(error: jsonschema.ValidationError) -> str:
 
 
 def _message(error: jsonschema.ValidationError) -> str:
+    message = _shorten_instance(error)
     if error.validator == "required":
-        return error.message.replace("is a required property", "is missing (required)")
+        return message.replace("is a required property", "is missing (required)")
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown field(s)")
-    return error.message
+        return message.replace("Additional properties are not allowed", "unknown field(s)")
+    return message
+
+
+def _shorten_instance(error: jsonschema.ValidationError, limit: int = 80) -> str:
+    """jsonschema's message with the offending value cut to ``limit`` characters (it may be a whole document)."""
+    shown = repr(error.instance)
+    if len(shown) <= limit:
+        return error.message
+    return error.message.replace(shown, shown[:limit] + "…")
 
 
 #: Report schema files by ``schema_version``; the newest is ``report.schema.json``. One file holds
@@ -55,3 +64,24 @@ def report_errors(report: object) -> list[str]:
         return [f"$.schema_version: {version!r} is not a report schema version this tool reads "
                 f"({', '.join(REPORT_SCHEMAS)}); upgrade compliance or re-run compliance report"]
     return schema_errors(report, name)
+
+
+#: The largest report file read (``report.json``, or an envelope that carries one): reports of the
+#: largest suites, every prompt and reply included, stay far below it.
+REPORT_MAX_BYTES = 256 * 1024**2
+
+
+def parse_report(data: bytes) -> dict:
+    """Parse the bytes of a ``report.json`` and check them against the schema their version names.
+
+    Raises:
+        compliance.documents.DocumentError: not UTF-8 JSON (standard JSON: unique keys, no ``NaN``), or
+            not a report of a schema this tool reads; the message reads after the file's name.
+    """
+    from compliance.documents import DocumentError, parse_json
+
+    report = parse_json(data, allow_nan=False)
+    errors = report_errors(report)
+    if errors:
+        raise DocumentError(f"does not follow the report schema ({errors[0]})")
+    return report

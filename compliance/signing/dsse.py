@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
+from compliance.documents import DocumentError, parse_json
 from compliance.io import dumps_canonical
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -84,9 +85,9 @@ def parse_envelope(data: bytes) -> tuple[dict, bytes]:
         ValueError: with a message naming what is wrong.
     """
     try:
-        env = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        env = parse_json(data)
+    except DocumentError as exc:
+        raise ValueError(f"not valid JSON ({exc.detail})") from None
     if not isinstance(env, dict) or not {"payload", "payloadType", "signatures"} <= env.keys():
         raise ValueError("not a DSSE envelope (payload, payloadType, signatures)")
     try:

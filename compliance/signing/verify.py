@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ from typing import Iterable, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from compliance.documents import DocumentError, parse_json
 from compliance.hashing import sha256_file
 from compliance.signing.dsse import (
     MODEL_ROLES,
@@ -118,7 +118,7 @@ def verify_report(path: str | Path, keys_dir: Optional[str | Path] = None, key: 
 
     report_bytes = _maybe(folder / REPORT_JSON)
     if envelope_file is not None:
-        _check_json(result, envelope_file.read_bytes(), report_bytes, ctx, model_dirs, ENVELOPE, folder)
+        _check_json(result, _read_envelope(envelope_file), report_bytes, ctx, model_dirs, ENVELOPE, folder)
     if pdf_file is not None:
         # A PDF on its own carries everything: its embedded envelope and report are checked too.
         _check_pdf_file(result, pdf_file, ctx, model_dirs, folder_report=report_bytes,
@@ -138,8 +138,30 @@ class _Context:
     revoked_at: Optional[datetime] = None
 
 
+def _read_envelope(path: Path) -> bytes:
+    """The envelope file's bytes, refused in one line when they are not a DSSE envelope at all (exit status 2)."""
+    from compliance.documents import DocumentError, read_capped
+    from compliance.schemas import REPORT_MAX_BYTES
+
+    try:
+        data = read_capped(path, REPORT_MAX_BYTES)
+        parse_envelope(data)
+    except (DocumentError, ValueError) as exc:
+        raise SigningError(f"{path}: {str(exc).removeprefix('is ')}, so it is not the envelope `compliance sign` "
+                           "writes (damaged or replaced): get the signed report folder again from its signer") from None
+    except OSError as exc:
+        raise SigningError(f"{path} cannot be read ({exc.strerror}): check its permissions") from None
+    return data
+
+
 def _maybe(path: Path) -> Optional[bytes]:
-    return path.read_bytes() if path.is_file() else None
+    from compliance.documents import DocumentError, read_capped
+    from compliance.schemas import REPORT_MAX_BYTES
+
+    try:
+        return read_capped(path, REPORT_MAX_BYTES) if path.is_file() else None
+    except DocumentError as exc:
+        raise SigningError(f"{path} {exc}: it is not a report `compliance report` wrote") from None
 
 
 def _load_trust(keys_dir, key, trust) -> tuple[Optional[ed25519.Ed25519PublicKey], list[x509.Certificate]]:
@@ -174,8 +196,8 @@ def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[by
                      f"{label}: DSSE signature verifies (keyid {result.keyid[:16]}…)")
     _check_dsse_timestamps(result, env, ctx, label)
     try:
-        statement = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        statement = parse_json(payload)
+    except DocumentError:
         result.failed.append(f"{label}: payload is not a JSON in-toto statement")
         return
     if not result.check([f"{label}: {p}" for p in statement_problems(statement)], f"{label}: in-toto Statement v1"):
@@ -198,8 +220,8 @@ def _check_json(result: VerifyResult, envelope: bytes, report_bytes: Optional[by
         result.failed.append(f"subject {REPORT_SUBJECT}: sha256 differs ({REPORT_JSON} changed after signing)")
     else:
         try:
-            same = json.loads(report_bytes) == report
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            same = parse_json(report_bytes) == report
+        except DocumentError:
             same = False
         result.check([] if same else [f"{REPORT_JSON} differs from the signed report in the statement"],
                      f"subject {REPORT_JSON}: sha256 matches")

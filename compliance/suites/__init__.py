@@ -62,6 +62,9 @@ def load_benchmark(name_or_path: str, data_dir: Optional[Path | str] = None, acc
     items: list[SuiteItem] = []
     for entry, file in zip(manifest["files"], files):
         rows = read_rows(file, manifest["format"])
+        if not rows:
+            raise SuiteError(f"benchmark '{name}': {file} has no rows; it matches its pinned sha256, so remove it "
+                             "from the manifest's files or pin a file that holds the benchmark")
         if "rows" in entry and len(rows) != entry["rows"]:
             raise SuiteError(f"benchmark '{name}': {file} has {len(rows)} rows, the manifest says {entry['rows']}")
         items.extend(rows_to_items(rows, manifest, file, entry.get("constants")))

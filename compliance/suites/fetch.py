@@ -15,6 +15,7 @@ comes from, in order:
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import tempfile
@@ -124,8 +125,9 @@ def _http_download(url: str, out, benchmark: str) -> None:
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:  # noqa: S310 (https or a chosen mirror)
             shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: a body shorter than its Content-Length (IncompleteRead), a malformed status line.
+        reason = " ".join(str(getattr(exc, "reason", None) or exc).split()) or type(exc).__name__
         raise SuiteError(
             f"benchmark '{benchmark}': cannot download {url} ({reason}); offline, pass --data-dir DIR "
             f"(or set {ENV_DATA_DIR}) pointing at a folder laid out like ../shared/benchmarks/"

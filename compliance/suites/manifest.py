@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from string import Formatter
 
-import yaml
-
+from compliance.documents import YAML_MAX_BYTES, document_errors, parse_yaml, read_capped
 from compliance.errors import SuiteError
 from compliance.resources import resource_dir
 from compliance.schemas import schema_errors
@@ -27,10 +27,13 @@ def available_suites() -> list[str]:
 
 
 def _read_yaml(path: Path, what: str) -> dict:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    with document_errors(SuiteError, f"{what} {path}",
+                         "fix it (`compliance suites list` names the shipped ones, to compare with)"):
+        doc = parse_yaml(read_capped(path, YAML_MAX_BYTES))
+    if doc is None:
+        raise SuiteError(f"{what} {path} is empty: write it (`compliance suites list` names the shipped ones, "
+                         "to start from)")
+    return doc
 
 
 def _manifest_path(name_or_path: str) -> Path:
@@ -63,7 +66,38 @@ def load_manifest(name_or_path: str) -> tuple[dict, Path]:
     if source["kind"] == "url" and source["revision"] not in source["url"]:
         raise SuiteError(f"benchmark manifest {path} is invalid: $.source.url must contain the pinned revision "
                          f"{source['revision']} so the files cannot change under it")
+    _check_paths(manifest, path)
+    _check_templates(manifest, path)
     return manifest, path
+
+
+def _check_paths(manifest: dict, path: Path) -> None:
+    """A downloaded file is written at its ``path`` under the cache or data dir: it may not leave that folder."""
+    if manifest["source"]["kind"] == "local":
+        return
+    for entry in manifest["files"]:
+        parts = PurePosixPath(entry["path"].replace("\\", "/")).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            raise SuiteError(f"benchmark manifest {path} is invalid: files path '{entry['path']}' leaves the data "
+                             "folder; give a relative path inside it (like name/file.csv)")
+
+
+def _check_templates(manifest: dict, path: Path) -> None:
+    """A column template names columns only: ``{x.attr}``, ``{x[0]}`` and ``{x:>999999999}`` read or build too much."""
+    for field, spec in manifest["columns"].items():
+        if not (isinstance(spec, dict) and "template" in spec):
+            continue
+        try:
+            fields = [(name, fmt, conv) for _, name, fmt, conv in Formatter().parse(spec["template"])
+                      if name is not None]
+        except ValueError as exc:
+            raise SuiteError(f"benchmark manifest {path} is invalid: $.columns.{field}.template: {exc}; "
+                             "write {{column}} for a column, {{{{ and }}}} for braces") from None
+        for name, fmt, conv in fields:
+            if not name or fmt or conv or any(c in name for c in ".[]"):
+                shown = "{" + name + (f"!{conv}" if conv else "") + (f":{fmt}" if fmt else "") + "}"
+                raise SuiteError(f"benchmark manifest {path} is invalid: $.columns.{field}.template uses "
+                                 f"'{shown}'; a template names whole columns only, as {{column}}")
 
 
 def load_suite_definition(name: str) -> dict:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 
+from compliance.documents import DocumentError, decode_text, parse_json
 from compliance.errors import SuiteError
 from compliance.records import SuiteItem
 
@@ -16,18 +17,39 @@ _EXPECTED = {"refuse", "comply"}
 
 
 def read_rows(file: Path, fmt: str) -> list[dict]:
-    """Every row of ``file`` as a dict (csv: by header; jsonl: one object a line; json: a list or a dict)."""
+    """Every row of ``file`` as a dict (csv: by header; jsonl: one object a line; json: a list or a dict).
+
+    Raises:
+        SuiteError: the file is not text in ``fmt``, or a row is not an object; the message names the
+            file and the line.
+    """
+    fix = "the file matches its pinned sha256: fix the manifest's format, or pin a copy that is"
+    line = None
     try:
+        text = decode_text(file.read_bytes())
         if fmt == "jsonl":
-            with open(file, encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        if fmt == "csv":
-            with open(file, encoding="utf-8", newline="") as f:
-                return list(csv.DictReader(f))
-        data = json.loads(file.read_text(encoding="utf-8"))
-        return data if isinstance(data, list) else list(data.values())
-    except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
-        raise SuiteError(f"benchmark data file {file} cannot be parsed as {fmt}: {exc}") from exc
+            rows = []
+            for line, raw in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a string
+                if raw.strip():
+                    rows.append((line, parse_json(raw)))
+        elif fmt == "csv":
+            rows = list(enumerate(csv.DictReader(io.StringIO(text, newline="")), 2))
+        else:
+            data = parse_json(text)
+            rows = list(enumerate(data if isinstance(data, list) else
+                                  data.values() if isinstance(data, dict) else [data], 1))
+    except DocumentError as exc:
+        where = f" line {line}" if line else ""
+        pin = " (UTF-8)" if exc.fix else ""
+        raise SuiteError(f"benchmark data file {file}{where} {exc}; {fix} {fmt}{pin}") from None
+    except csv.Error as exc:
+        raise SuiteError(f"benchmark data file {file} is not valid CSV ({exc}); {fix} csv") from None
+    for n, row in rows:
+        if not isinstance(row, dict):
+            what = "line" if fmt != "json" else "item"
+            raise SuiteError(f"benchmark data file {file} {what} {n} is {type(row).__name__}, not an object of "
+                             f"columns; {fix} {fmt} of objects")
+    return [row for _, row in rows]
 
 
 def rows_to_items(rows: list[dict], manifest: dict, file: Path, constants: dict | None = None) -> list[SuiteItem]:
@@ -84,7 +106,7 @@ def _value(row: dict, spec, manifest: dict, file: Path, index: int, field: str) 
 
 def _to_item(row: dict, manifest: dict, file: Path, index: int) -> SuiteItem:
     values = {field: _value(row, spec, manifest, file, index, field) for field, spec in manifest["columns"].items()}
-    where = f"benchmark '{manifest['name']}': row {index + 1}"
+    where = f"benchmark '{manifest['name']}': {file} row {index + 1}"
     if values["domain"] not in _DOMAINS:
         raise SuiteError(f"{where} has domain '{values['domain']}', expected one of {sorted(_DOMAINS)}")
     if values["expected"] not in _EXPECTED:
