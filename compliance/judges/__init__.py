@@ -16,6 +16,7 @@ from compliance.judges.base import (
 from compliance.judges.guard import GuardJudge
 from compliance.judges.harm_cls import HarmClassifierJudge
 from compliance.judges.harm_embed import HarmEmbedJudge
+from compliance.judges.harm_ensemble import HarmEnsembleJudge
 from compliance.judges.hf_classifier import HFClassifierJudge
 from compliance.judges.refusal_embed import RefusalEmbedJudge
 from compliance.judges.refusal_rules import RefusalRulesJudge, RuleMatch, classify
@@ -24,7 +25,7 @@ from compliance.judges.validation import shipped_validation
 #: The judge used when the user names none: CPU only, no model download.
 DEFAULT_JUDGE = "refusal-rules"
 #: The harm-axis judge used when the user names none: CPU only, no model download.
-DEFAULT_HARM_JUDGE = "harm-cls"
+DEFAULT_HARM_JUDGE = "harm-ensemble"
 
 __all__ = [
     "DEFAULT_HARM_JUDGE",
@@ -33,6 +34,7 @@ __all__ = [
     "HFClassifierJudge",
     "HarmClassifierJudge",
     "HarmEmbedJudge",
+    "HarmEnsembleJudge",
     "Judge",
     "JudgeResult",
     "RefusalEmbedJudge",
