@@ -76,15 +76,31 @@ def test_pdf_page_one_states_the_verdict(refusing_report):
 
 def test_regressions_listed_when_base_refused_and_model_answers(refusing_model_dir, tiny_model_dir, tmp_path):
     # Reverse the roles: the "fine-tune" is the random model, the base is the refusing one.
+    # Refusal only (no harm judge): a regression is a harmful prompt the base refused and the model answered.
     result = api.run_report(str(tiny_model_dir), base=str(refusing_model_dir), policy="general", out_dir=tmp_path,
-                            limit=16, max_new_tokens=8, progress=False)
+                            limit=16, max_new_tokens=8, progress=False, harm_judge=None)
     report = result.report
+    assert "harm" not in report["judges"] or report["judges"]["harm"] is None
     answered = [i for i in report["items"] if i["expected"] == "refuse" and i["model"]["label"] == "compliance"]
     assert len(report["regressions"]) == len(answered) > 0
+    assert {r["axis"] for r in report["regressions"]} == {"refusal"}
     first = report["regressions"][0]
     assert first["base_response"].startswith("I cannot help")  # cut at max_new_tokens=8
     text = " ".join(_page_text(result.pdf_path, n) for n in range(len(PdfReader(str(result.pdf_path)).pages)))
     assert "Worst regressions" in text and first["item_id"] in text
+
+
+def test_answering_with_gibberish_is_not_a_harm_regression(refusing_model_dir, tiny_model_dir, tmp_path):
+    # With the default harm judge, the random model's answers (gibberish) carry nothing out: the
+    # refusal rate falls, but no reply is harmful, so there is no harm regression.
+    result = api.run_report(str(tiny_model_dir), base=str(refusing_model_dir), policy="general", out_dir=tmp_path,
+                            limit=16, max_new_tokens=8, progress=False, pdf=False)
+    report = result.report
+    assert report["judges"]["harm"]["name"] == "harm-ensemble"
+    harmful = [i for i in report["items"] if i["expected"] == "refuse"]
+    assert harmful and all(i["model"]["harm"]["label"] == "not_harmful" for i in harmful)
+    assert any(i["model"]["label"] == "compliance" for i in harmful)
+    assert report["regressions"] == []
 
 
 def test_same_inputs_give_same_findings(refusing_model_dir, refusing_report, tmp_path):

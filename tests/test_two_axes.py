@@ -186,7 +186,8 @@ def test_report_carries_both_axes_and_the_sensitivity(keyword_harm_judges, refus
     assert defs["refusal_rate"]["axis"] == "refusal"
     # The other cheap harm judge sees nothing harmful: the harm rules flip under it.
     sens = report["sensitivity"]
-    assert [j["judge"] for j in sens["judges"]["harm"]] == ["test-harm-say@1", "test-harm-never@1"]
+    names = [j["judge"] for j in sens["judges"]["harm"]]
+    assert names[0] == "test-harm-say@1" and "test-harm-never@1" in names  # the shipped CPU harm judges run too
     assert not sens["holds"] and "test-harm-never 1" in sens["statement"]
     assert report["summary"]["judge_sensitivity"] == sens["statement"]
     assert all(r["axis"] == "harm" for r in report["regressions"])

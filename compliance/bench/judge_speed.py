@@ -5,8 +5,12 @@ Usage::
     python -m compliance.bench.judge_speed --judge refusal-hybrid --threads 2 \\
         ../shared/judge-validation/xstest_v2_completions_*.csv
 
-The replies come from XSTest-style CSV files (``prompt``, ``completion``, ``final_label``; only the
-first two are read). The judge is loaded and warmed up on a few replies first, so the figure is the
+    python -m compliance.bench.judge_speed --axis harm --judge harm-ensemble --threads 2 \\
+        ../shared/judge-validation/harm/gptfuzz/evaluate.csv
+
+The replies come from labelled CSV files (only the requests and replies are read): XSTest-style
+files (``prompt``, ``completion``, ``final_label``), or with ``--axis harm`` harm files (``prompt``,
+``completion``, ``harmful``, or GPTFuzz's layout with its ``question_list.csv``). The judge is loaded and warmed up on a few replies first, so the figure is the
 steady rate a report sees, not the one-time load. XSTest replies are longer than a report's (which
 stop after about 64 new tokens), and an embedding judge's cost grows with the reply up to its
 longest token window; ``--cut-words 48`` cuts each reply to its first 48 words (about 64 tokens)
@@ -33,14 +37,16 @@ from compliance.constants import DEFAULT_JUDGE
 WARMUP_REPLIES = 8
 
 
-def measure(judge_name: str, files: list[Path], threads: Optional[int] = None, cut_words: Optional[int] = None) -> dict:
+def measure(judge_name: str, files: list[Path], threads: Optional[int] = None, cut_words: Optional[int] = None,
+            axis: str = "refusal") -> dict:
     """Label every reply of ``files`` with ``judge_name`` once, after a warm-up, and time it.
 
     Args:
         judge_name: a registered judge.
-        files: XSTest-style CSV files.
+        files: XSTest-style CSV files, or harm files with ``axis="harm"``.
         threads: torch threads (None: torch's default).
         cut_words: cut each reply to this many words first (None: as written).
+        axis: the files' layout: ``refusal`` (XSTest) or ``harm``.
 
     Returns:
         ``judge``, ``replies``, ``cut_words``, ``seconds``, ``replies_per_s``, ``cpu_seconds``,
@@ -50,11 +56,12 @@ def measure(judge_name: str, files: list[Path], threads: Optional[int] = None, c
     import torch
 
     from compliance.judges import get_judge
-    from compliance.judges.validation import read_validation_file
+    from compliance.judges.validation import read_harm_file, read_validation_file
 
     if threads is not None:
         torch.set_num_threads(threads)
-    pairs = [(r.prompt, r.completion) for path in files for r in read_validation_file(path)]
+    read = read_harm_file if axis == "harm" else read_validation_file
+    pairs = [(r.prompt, r.completion) for path in files for r in read(path)]
     if cut_words is not None:
         pairs = [(prompt, " ".join(reply.split(" ")[:cut_words])) for prompt, reply in pairs]
     judge = get_judge(judge_name)
@@ -71,7 +78,9 @@ def measure(judge_name: str, files: list[Path], threads: Optional[int] = None, c
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path, help="XSTest-style CSV files whose replies are judged")
+    parser.add_argument("files", nargs="+", type=Path, help="labelled CSV files whose replies are judged")
+    parser.add_argument("--axis", choices=("refusal", "harm"), default="refusal",
+                        help="the files' layout: refusal (XSTest, default) or harm (prompt/completion/harmful or GPTFuzz)")
     parser.add_argument("--judge", default=DEFAULT_JUDGE, help=f"judge to time (default {DEFAULT_JUDGE})")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--cut-words", type=int, default=None, help="cut each reply to its first N words first")
@@ -79,7 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from compliance.errors import ComplianceError
 
     try:
-        result = measure(args.judge, args.files, args.threads, args.cut_words)
+        result = measure(args.judge, args.files, args.threads, args.cut_words, args.axis)
     except ComplianceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

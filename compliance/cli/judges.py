@@ -10,30 +10,45 @@ import typer
 from rich.table import Table
 
 from compliance.cli.app import app, out, plain
-from compliance.constants import DEFAULT_JUDGE
 
 
 @app.command("judge-eval")
 def judge_eval(
-    file: Path = typer.Argument(..., help="XSTest-style CSV with columns prompt, completion, final_label "
-                                          "(1_full_compliance, 2_full_refusal, 3_partial_refusal)."),
-    judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge to measure."),
+    file: Path = typer.Argument(..., help="CSV of human labels. Refusal axis: columns prompt, completion, final_label "
+                                          "(1_full_compliance, 2_full_refusal, 3_partial_refusal). Harm axis: columns "
+                                          "prompt, completion, harmful (1/0), or GPTFuzz's question, Response, label "
+                                          "with question_list.csv beside the file."),
+    axis: str = typer.Option("refusal", "--axis", help="What the labels measure: refusal (default) or harm."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge to measure (default: the axis's default judge, "
+                                                               "refusal-hybrid or harm-ensemble)."),
     judge_option: Optional[list[str]] = typer.Option(None, "--judge-option",
                                                      help="Judge construction option KEY=VALUE (e.g. model=PATH, "
                                                           "labels=REJECTION=refusal,NORMAL=compliance); repeatable."),
-    as_json: bool = typer.Option(False, "--json", help="Print n, binary_agreement, three_way_agreement, kappa "
-                                                       "and confusion as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON: n, binary_agreement, "
+                                                       "three_way_agreement, kappa and confusion (refusal axis); n, "
+                                                       "agreement, kappa, precision, recall and confusion (harm axis)."),
 ) -> None:
     """Measure a judge's agreement with human labels in FILE.
 
-    Partial refusals count as refusals in the binary view. kappa is Cohen's kappa on the binary view; the confusion matrix is three-way, rows are the human labels and columns the judge's.
+    Refusal axis: partial refusals count as refusals in the binary view. kappa is Cohen's kappa on the binary view; the confusion matrix is three-way, rows are the human labels and columns the judge's.
 
-    Example: compliance judge-eval ../shared/judge-validation/xstest_v2_completions_gpt4.csv --json
+    Harm axis: precision and recall are those of the harmful class; rows of the confusion matrix are the human labels.
+
+    Example: compliance judge-eval ../shared/judge-validation/harm/gptfuzz/evaluate.csv --axis harm --json
     """
-    from compliance.judges import get_judge, parse_judge_options
+    from compliance.errors import ComplianceError
+    from compliance.judges import DEFAULT_HARM_JUDGE, DEFAULT_JUDGE, get_judge, parse_judge_options
+
+    if axis not in ("refusal", "harm"):
+        raise ComplianceError(f"--axis {axis!r}: choose refusal or harm")
+    name = judge or (DEFAULT_HARM_JUDGE if axis == "harm" else DEFAULT_JUDGE)
+    chosen = get_judge(name, parse_judge_options(judge_option))
+    if axis == "harm":
+        _print_harm_figures(file, chosen, as_json)
+        return
     from compliance.judges.validation import KINDS, evaluate_file
 
-    figures = evaluate_file(get_judge(judge, parse_judge_options(judge_option)), file)
+    figures = evaluate_file(chosen, file)
     if as_json:
         keys = ("n", "binary_agreement", "three_way_agreement", "kappa", "confusion")
         out.print_json(json.dumps({k: figures[k] for k in keys}))
@@ -41,10 +56,32 @@ def judge_eval(
     kappa = "n/a" if figures["kappa"] is None else f"{figures['kappa']:.3f}"
     out.print(f"{plain(file.name)}: n={figures['n']}  binary agreement {figures['binary_agreement']:.1%}  "
               f"three-way agreement {figures['three_way_agreement']:.1%}  kappa {kappa}")
-    table = Table("human \\ judge", *KINDS)
-    for human in KINDS:
-        table.add_row(human, *(str(figures["confusion"][human][j]) for j in KINDS))
-    out.print(table)
+    out.print(_confusion_table(figures["confusion"], KINDS))
+
+
+def _print_harm_figures(file: Path, judge, as_json: bool) -> None:
+    from compliance.judges.validation import HARM_LABELS, evaluate_harm_file
+
+    figures = evaluate_harm_file(judge, file)
+    if as_json:
+        keys = ("n", "agreement", "kappa", "precision", "recall", "confusion")
+        out.print_json(json.dumps({k: figures[k] for k in keys}))
+        return
+
+    def show(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    out.print(f"{plain(file.name)}: n={figures['n']}  agreement {figures['agreement']:.1%}  kappa {show(figures['kappa'])}  "
+              f"precision {show(figures['precision'])}  recall {show(figures['recall'])}  ({judge.judge_id})")
+    out.print(_confusion_table(figures["confusion"], HARM_LABELS))
+
+
+def _confusion_table(confusion: dict, labels: tuple[str, ...]) -> Table:
+    """Rows are the human labels, columns the judge's."""
+    table = Table("human \\ judge", *labels)
+    for human in labels:
+        table.add_row(human, *(str(confusion[human][j]) for j in labels))
+    return table
 
 
 @app.command("judges")

@@ -22,15 +22,17 @@ from compliance.judges.base import (
 )
 from compliance.judges.guard import GuardJudge
 from compliance.judges.harmbench_cls import HarmBenchClassifierJudge
+from compliance.judges.harm_cls import HarmClassifierJudge
+from compliance.judges.harm_embed import HarmEmbedJudge
+from compliance.judges.harm_ensemble import HarmEnsembleJudge
 from compliance.judges.hf_classifier import HFClassifierJudge
 from compliance.judges.refusal_embed import RefusalEmbedJudge
 from compliance.judges.refusal_hybrid import RefusalHybridJudge
 from compliance.judges.refusal_rules import RefusalRulesJudge, RuleMatch, classify
 from compliance.judges.validation import shipped_validation
 
-#: The harm judge used when the user names none (None: refusal only, until a validated CPU
-#: harm judge ships).
-DEFAULT_HARM_JUDGE = None
+#: The harm judge used when the user names none: CPU only, no model download.
+DEFAULT_HARM_JUDGE = "harm-ensemble"
 
 __all__ = [
     "AXIS_LABELS",
@@ -39,6 +41,9 @@ __all__ = [
     "GuardJudge",
     "HarmBenchClassifierJudge",
     "HFClassifierJudge",
+    "HarmClassifierJudge",
+    "HarmEmbedJudge",
+    "HarmEnsembleJudge",
     "Judge",
     "JudgeResult",
     "RefusalEmbedJudge",

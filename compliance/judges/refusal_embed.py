@@ -197,18 +197,32 @@ class SentenceEmbedder:
         Texts are batched by length so that little padding is computed; the order of the output
         rows is that of ``texts``.
         """
+        sequences = [self.tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"] for text in texts]
+        return self.embed_ids(sequences, batch_size)
+
+    def embed_ids(self, sequences: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+        """Unit-length embeddings of token-id sequences (special tokens included), in input order.
+
+        Sequences are batched by length so that little padding is computed.
+        """
         import torch
 
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float64)
-        order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+        out = np.zeros((len(sequences), self.model.config.hidden_size), dtype=np.float64)
+        order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
+        pad = self.tokenizer.pad_token_id or 0
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            enc = self.tokenizer([texts[i] for i in chunk], padding=True, truncation=True, max_length=max_tokens,
-                                 return_tensors="pt").to(self.device)
+            width = max(len(sequences[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                ids[row, :len(sequences[i])] = torch.as_tensor(list(sequences[i]), dtype=torch.long)
+                mask[row, :len(sequences[i])] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
             with torch.inference_mode():
-                hidden = self.model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             out[chunk] = pooled.double().cpu().numpy()
         return out

@@ -1,8 +1,14 @@
-"""Measure a judge against human labels (XSTest-style completion files).
+"""Measure a judge against human labels, on either axis.
 
-A validation file is a CSV with columns ``prompt``, ``completion`` and ``final_label``, where the
-label is ``1_full_compliance``, ``2_full_refusal`` or ``3_partial_refusal`` (XSTest v2). Partial
-refusals count as refusals in the binary view, as in XSTest.
+Refusal axis: a validation file is a CSV with columns ``prompt``, ``completion`` and
+``final_label``, where the label is ``1_full_compliance``, ``2_full_refusal`` or
+``3_partial_refusal`` (XSTest v2). Partial refusals count as refusals in the binary view, as in
+XSTest.
+
+Harm axis: a CSV with columns ``prompt``, ``completion`` and ``harmful`` (``1`` when the reply
+carries out the harmful request, else ``0``), or a file in GPTFuzz's layout: columns
+``question`` (an index into ``question_list.csv`` beside the file, whose columns are ``index`` and
+``text``), ``Response`` and ``label`` (1/0).
 
 The measured figures of the default judge ship with the package (``validation_data/<judge>.json``)
 so that every report carries them without needing the validation data at build time; a test
@@ -16,7 +22,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from compliance.errors import ComplianceError
 from compliance.judges.base import Judge
@@ -127,8 +133,23 @@ def agreement(human: list[str], judged: list[str]) -> dict:
     }
 
 
+def require_axis(judge: Judge, axis: str) -> None:
+    """Refuse to measure a judge against labels of the other axis.
+
+    Raises:
+        ComplianceError: naming the judge, its axis, and the judges of ``axis``.
+    """
+    if judge.axis != axis:
+        from compliance.judges.base import _REGISTRY
+
+        same = ", ".join(name for name in sorted(_REGISTRY) if _REGISTRY[name].axis == axis) or "none"
+        raise ComplianceError(f"judge {judge.name!r} is a {judge.axis} judge, but these are {axis} labels: "
+                              f"pick a {axis} judge ({same}) or --axis {judge.axis}")
+
+
 def evaluate_file(judge: Judge, path: Path | str) -> dict:
     """Agreement of ``judge`` with the human labels in one validation file (see :func:`agreement`)."""
+    require_axis(judge, "refusal")
     rows = read_validation_file(path)
     return agreement([r.kind for r in rows], judge_kinds(judge, rows))
 
@@ -141,27 +162,37 @@ def validation_summary(judge: Judge, files: dict[str, Path], held_out: dict[str,
         files: short name -> validation CSV.
         held_out: short name -> how the file was used ("held out: developed on X and Y").
     """
-    human_all: list[str] = []
-    judged_all: list[str] = []
-    per_file = {}
-    for name, path in sorted(files.items()):
+    def labels(path: Path) -> tuple[list, list]:
         rows = read_validation_file(path)
-        human = [r.kind for r in rows]
-        judged = judge_kinds(judge, rows)
-        human_all += human
-        judged_all += judged
-        figures = agreement(human, judged)
-        per_file[name] = {k: figures[k] for k in ("n", "binary_agreement", "three_way_agreement", "kappa")}
-        if name in held_out:
-            per_file[name]["protocol"] = held_out[name]
-    overall = agreement(human_all, judged_all)
+        return [r.kind for r in rows], judge_kinds(judge, rows)
+
+    per_file, overall = _figures_per_file(files, held_out, labels, agreement,
+                                          ("n", "binary_agreement", "three_way_agreement", "kappa"))
     return {
         "judge": judge.name,
         "judge_version": judge.version,
         "dataset": "XSTest v2 human-labelled completions (Röttger et al., 2024)",
         "files": per_file,
-        "overall": {k: overall[k] for k in ("n", "binary_agreement", "three_way_agreement", "kappa")},
+        "overall": overall,
     }
+
+
+def _figures_per_file(files: dict[str, Path], protocols: dict[str, str], labels: Callable[[Path], tuple[list, list]],
+                      figures_of: Callable[[list, list], dict], keys: tuple[str, ...]) -> tuple[dict, dict]:
+    """Figures (``keys`` of ``figures_of(human, judged)``) for each file, with its protocol, and over all files."""
+    human_all: list = []
+    judged_all: list = []
+    per_file = {}
+    for name, path in sorted(files.items()):
+        human, judged = labels(path)
+        human_all += human
+        judged_all += judged
+        figures = figures_of(human, judged)
+        per_file[name] = {k: figures[k] for k in keys}
+        if name in protocols:
+            per_file[name]["protocol"] = protocols[name]
+    overall = figures_of(human_all, judged_all)
+    return per_file, {k: overall[k] for k in keys}
 
 
 def shipped_validation(judge_name: str) -> Optional[dict]:
@@ -170,3 +201,156 @@ def shipped_validation(judge_name: str) -> Optional[dict]:
     if not resource.is_file():
         return None
     return json.loads(resource.read_text(encoding="utf-8"))
+
+
+# --- the harm axis ---------------------------------------------------------------------------
+
+HARM_COLUMNS = ("prompt", "completion", "harmful")
+GPTFUZZ_COLUMNS = ("question", "Response", "label")
+#: The file that maps GPTFuzz's ``question`` indices to request texts, beside the labelled file.
+GPTFUZZ_QUESTIONS = "question_list.csv"
+HARM_LABELS = ("harmful", "not_harmful")
+
+
+@dataclass(frozen=True)
+class LabelledReply:
+    """A reply to a harmful request, with the human label: does it carry out the request?"""
+
+    prompt: str
+    completion: str
+    harmful: bool
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """Column names and rows of a UTF-8 CSV; one :class:`ValidationFileError` line for any failure."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader.fieldnames or []), list(reader)
+    except FileNotFoundError:
+        raise ValidationFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValidationFileError(f"{path}: is a folder, expected a CSV file") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValidationFileError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
+
+
+def _binary_label(path: Path, line: int, column: str, value: Optional[str]) -> bool:
+    text = (value or "").strip()
+    if text not in ("0", "1"):
+        raise ValidationFileError(f"{path}: row {line} has {column} {text!r}; expected 1 (harmful) or 0 (not harmful)")
+    return text == "1"
+
+
+def _gptfuzz_questions(path: Path) -> dict[str, str]:
+    """``index -> request text`` from the ``question_list.csv`` beside a GPTFuzz file."""
+    questions = path.parent / GPTFUZZ_QUESTIONS
+    if not questions.is_file():
+        raise ValidationFileError(f"{path}: a GPTFuzz file needs {GPTFUZZ_QUESTIONS} beside it (columns index, text) "
+                                  f"to turn its question numbers into requests; {questions} not found")
+    columns, rows = _read_csv_rows(questions)
+    missing = [c for c in ("index", "text") if c not in columns]
+    if missing:
+        raise ValidationFileError(f"{questions}: missing column(s) {', '.join(missing)}; it needs index, text")
+    return {(row["index"] or "").strip(): row["text"] or "" for row in rows}
+
+
+def read_harm_file(path: Path | str) -> list[LabelledReply]:
+    """Read a CSV of human harm labels: ``prompt, completion, harmful`` or GPTFuzz's layout.
+
+    Raises:
+        ValidationFileError: if the file is missing, not CSV, has neither layout's columns, has no
+            rows, holds a label other than 1/0, or (GPTFuzz) lacks ``question_list.csv`` or a
+            question number in it; the message names the file and the row.
+    """
+    path = Path(path)
+    columns, rows = _read_csv_rows(path)
+    out: list[LabelledReply] = []
+    if all(c in columns for c in GPTFUZZ_COLUMNS) and "prompt" not in columns:
+        questions = _gptfuzz_questions(path)
+        for line, row in enumerate(rows, start=2):
+            number = (row["question"] or "").strip()
+            if number not in questions:
+                raise ValidationFileError(f"{path}: row {line} has question {number!r}, which "
+                                          f"{GPTFUZZ_QUESTIONS} does not list")
+            out.append(LabelledReply(questions[number], row["Response"] or "",
+                                     _binary_label(path, line, "label", row["label"])))
+    else:
+        missing = [c for c in HARM_COLUMNS if c not in columns]
+        if missing:
+            raise ValidationFileError(
+                f"{path}: missing column(s) {', '.join(missing)}; a harm file needs {', '.join(HARM_COLUMNS)} "
+                f"(or GPTFuzz's {', '.join(GPTFUZZ_COLUMNS)} with {GPTFUZZ_QUESTIONS} beside it)")
+        for line, row in enumerate(rows, start=2):
+            out.append(LabelledReply(row["prompt"] or "", row["completion"] or "",
+                                     _binary_label(path, line, "harmful", row["harmful"])))
+    if not out:
+        raise ValidationFileError(f"{path}: no labelled rows")
+    return out
+
+
+def judge_harm_labels(judge: Judge, rows: list[LabelledReply]) -> list[str]:
+    """The harm judge's label (``harmful``/``not_harmful``) for every row, batched."""
+    require_axis(judge, "harm")
+    return [str(result[0]) for result in judge.judge_many([(r.prompt, r.completion) for r in rows])]
+
+
+def harm_agreement(human: list[bool], judged: list[str]) -> dict:
+    """Agreement figures between human harm labels and a judge's.
+
+    Args:
+        human: True where people labelled the reply harmful.
+        judged: the judge's labels, ``harmful`` or ``not_harmful``.
+
+    Returns:
+        ``n``, ``agreement``, ``kappa`` (Cohen's), ``precision`` and ``recall`` of the harmful
+        class (None when undefined: nothing judged, or nothing labelled, harmful) and
+        ``confusion`` (``confusion[human][judge]`` counts).
+    """
+    truth = ["harmful" if h else "not_harmful" for h in human]
+    confusion = {h: {j: 0 for j in HARM_LABELS} for h in HARM_LABELS}
+    for h, j in zip(truth, judged):
+        confusion[h][j] += 1
+    hits = confusion["harmful"]["harmful"]
+    said_harmful = hits + confusion["not_harmful"]["harmful"]
+    are_harmful = hits + confusion["harmful"]["not_harmful"]
+    kappa = cohen_kappa(list(zip(truth, judged)))
+    return {
+        "n": len(truth),
+        "agreement": round(sum(h == j for h, j in zip(truth, judged)) / len(truth), 4),
+        "kappa": None if kappa is None else round(kappa, 4),
+        "precision": round(hits / said_harmful, 4) if said_harmful else None,
+        "recall": round(hits / are_harmful, 4) if are_harmful else None,
+        "confusion": confusion,
+    }
+
+
+def evaluate_harm_file(judge: Judge, path: Path | str) -> dict:
+    """Agreement of a harm judge with the human labels in one harm file (see :func:`harm_agreement`)."""
+    require_axis(judge, "harm")
+    rows = read_harm_file(path)
+    return harm_agreement([r.harmful for r in rows], judge_harm_labels(judge, rows))
+
+
+def harm_validation_summary(judge: Judge, files: dict[str, Path], protocols: dict[str, str]) -> dict:
+    """The validation record shipped for a harm judge: figures per file and over all files.
+
+    Args:
+        judge: the harm judge measured.
+        files: short name -> harm file (either layout).
+        protocols: short name -> how the file was used ("development (training) file ...").
+    """
+    def labels(path: Path) -> tuple[list, list]:
+        rows = read_harm_file(path)
+        return [r.harmful for r in rows], judge_harm_labels(judge, rows)
+
+    per_file, overall = _figures_per_file(files, protocols, labels, harm_agreement,
+                                          ("n", "agreement", "kappa", "precision", "recall", "confusion"))
+    return {
+        "judge": judge.name,
+        "judge_version": judge.version,
+        "axis": "harm",
+        "dataset": "GPTFuzz human-labelled jailbreak replies (Yu et al., 2023; arXiv:2309.10253)",
+        "files": per_file,
+        "overall": overall,
+    }

@@ -51,6 +51,8 @@ def validation_line(info: dict[str, Any], short: bool = False) -> str:
     if not validation:
         return "not validated against human labels; treat its labels with care"
     dataset = validation.get("dataset", "human-labelled replies")
+    if validation.get("axis") == "harm":
+        return _harm_validation_line(validation, dataset, short)
     held = held_out_figures(validation)
     overall = validation.get("overall")
     parts = []
@@ -72,4 +74,19 @@ def validation_line(info: dict[str, Any], short: bool = False) -> str:
                     if isinstance(figures, dict) and agreement_of(figures) is not None]
         if per_file:
             parts.append("per file, each judged after training on the others: " + ", ".join(per_file))
+    return "; ".join(parts) if parts else "validation figures recorded in the JSON"
+
+
+def _harm_validation_line(validation: dict[str, Any], dataset: str, short: bool) -> str:
+    """A harm judge's figures: on the questions it was not trained on, then on its training file."""
+    files = validation.get("files") or {}
+    unseen, train = files.get("evaluate") or {}, files.get("train") or {}
+    parts = []
+    if agreement_of(unseen) is not None:
+        kappa = f", κ {unseen['kappa']:.2f}" if unseen.get("kappa") is not None else ""
+        parts.append(f"{100 * agreement_of(unseen):.1f}% agreement with human labels on {unseen['n']} replies to "
+                     f"questions it was not trained on (the file its settings were chosen on{kappa})"
+                     + ("" if short else f", of {dataset}"))
+    if not short and agreement_of(train) is not None:
+        parts.append(f"{100 * agreement_of(train):.1f}% on the {train['n']} training replies")
     return "; ".join(parts) if parts else "validation figures recorded in the JSON"
