@@ -14,6 +14,10 @@ Serves fixture repositories from memory (files added from folders or bytes) to t
   recorded in :attr:`FakeHub.commits`;
 - ``GET /api/models/{repo}/discussions``: the pull requests opened so far (one page), with the
   status in :attr:`FakeRepo.pull_requests` (tests may set it to ``merged`` or ``closed``).
+- ``GET /api/models?filter=..&search=..&sort=downloads&limit=N``: the listing ``list_models`` reads
+  (see :func:`list_models_route`): every filter must be one of a model's tags, which include the
+  ``base_model:<id>`` and ``base_model:<relation>:<id>`` tags the Hub derives from the card;
+  download counts come from :attr:`FakeHub.downloads`.
 
 Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
 ``GatedRepo`` (401 without a token, 403 with a token that has no access).
@@ -77,6 +81,7 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self.commits: list[dict] = []  # {"repo", "revision", "create_pr", "pr_num", "summary", "files", "deleted"}
         self.endpoint = ""
+        self.downloads: dict[str, int] = {}  # repo id -> the download count the listing reports
 
     def add_repo(
         self,
@@ -217,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.requests.append((self.command, path))
         parts = [unquote(p) for p in path.strip("/").split("/")]
         try:
+            if parts == ["api", "models"]:
+                return list_models_route(self, urlsplit(self.path).query)
             if parts[:2] == ["api", "models"] and len(parts) >= 4:
                 repo_id = "/".join(parts[2:4])
                 rest = parts[4:]
@@ -341,6 +348,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str, message: str, sha: Optional[str] = None) -> None:
         self._json({"error": message}, sha, status, {"X-Error-Code": code, "X-Error-Message": message})
+
+
+# --- the model listing (list_models), for discovery ----------------------------------------
+
+
+def inferred_relation(files: dict[str, bytes], bases: list[str]) -> str:
+    """The relation the Hub assumes when a card names a base but no ``base_model_relation``."""
+    if "adapter_config.json" in files:
+        return "adapter"
+    if any(name.endswith(".gguf") for name in files):
+        return "quantized"
+    return "merge" if len(bases) > 1 else "finetune"
+
+
+def listing_tags(repo: FakeRepo) -> list[str]:
+    """The tags the Hub lists for ``repo``'s main branch: the card's ``tags`` plus, for each declared
+    base, ``base_model:<id>`` and ``base_model:<relation>:<id>``."""
+    files = repo.commit("main")[1] if repo.commit("main") else {}
+    card = _card_data(files) or {}
+    tags = [str(t) for t in (card.get("tags") or [])]
+    bases = card.get("base_model") or []
+    bases = [bases] if isinstance(bases, str) else [str(b) for b in bases]
+    relation = card.get("base_model_relation") or inferred_relation(files, bases)
+    for base in bases:
+        tags += [f"base_model:{base}", f"base_model:{relation}:{base}"]
+    return tags
+
+
+def list_models_route(handler: "_Handler", query: str) -> None:
+    """``GET /api/models``: the public models whose tags hold every ``filter``, whose id contains
+    ``search`` (case-insensitive), sorted by ``sort`` (``downloads``: most first), at most ``limit``."""
+    from urllib.parse import parse_qs
+
+    params = parse_qs(query)
+    filters = params.get("filter", [])
+    search = (params.get("search") or [""])[0].lower()
+    token = (handler.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+    hub = handler.hub
+    items = []
+    for repo_id, repo in sorted(hub.repos.items()):
+        if (repo.private and token not in hub.tokens) or repo.commit("main") is None:
+            continue
+        tags = listing_tags(repo)
+        if all(f in tags for f in filters) and search in repo_id.lower():
+            items.append({"_id": repo.head("main")[:24], "id": repo_id, "modelId": repo_id,
+                          "author": repo_id.split("/")[0], "sha": repo.head("main"), "private": repo.private,
+                          "gated": repo.gated or False, "downloads": hub.downloads.get(repo_id, 0),
+                          "likes": 0, "tags": tags, "createdAt": "2025-01-01T00:00:00.000Z",
+                          "lastModified": "2025-01-01T00:00:00.000Z"})
+    if (params.get("sort") or [""])[0] == "downloads":
+        items.sort(key=lambda item: -item["downloads"])
+    limit = (params.get("limit") or [None])[0]
+    handler._json(items[: int(limit)] if limit else items)
 
 
 class HubServer:
