@@ -17,7 +17,9 @@ Serves fixture repositories from memory (files added from folders or bytes) to t
 - ``GET /api/models?filter=..&search=..&sort=downloads&limit=N``: the listing ``list_models`` reads
   (see :func:`list_models_route`): every filter must be one of a model's tags, which include the
   ``base_model:<id>`` and ``base_model:<relation>:<id>`` tags the Hub derives from the card;
-  download counts come from :attr:`FakeHub.downloads`.
+  download counts come from :attr:`FakeHub.downloads`;
+- a repository named in :attr:`FakeHub.unavailable` answers its next N requests with HTTP 503 (a Hub
+  that is briefly down), see :func:`answered_unavailable`.
 
 Errors carry ``X-Error-Code``: ``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
 ``GatedRepo`` (401 without a token, 403 with a token that has no access).
@@ -82,6 +84,7 @@ class FakeHub:
         self.commits: list[dict] = []  # {"repo", "revision", "create_pr", "pr_num", "summary", "files", "deleted"}
         self.endpoint = ""
         self.downloads: dict[str, int] = {}  # repo id -> the download count the listing reports
+        self.unavailable: dict[str, int] = {}  # repo id -> how many more of its requests get HTTP 503
 
     def add_repo(
         self,
@@ -224,6 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if parts == ["api", "models"]:
                 return list_models_route(self, urlsplit(self.path).query)
+            if answered_unavailable(self, parts):
+                return
             if parts[:2] == ["api", "models"] and len(parts) >= 4:
                 repo_id = "/".join(parts[2:4])
                 rest = parts[4:]
@@ -403,6 +408,17 @@ def list_models_route(handler: "_Handler", query: str) -> None:
     handler._json(items[: int(limit)] if limit else items)
 
 
+def answered_unavailable(handler: "_Handler", parts: list[str]) -> bool:
+    """Answer HTTP 503 when the request is for a repository with 503s left in :attr:`FakeHub.unavailable`."""
+    repo_id = "/".join(parts[2:4]) if parts[:2] == ["api", "models"] else "/".join(parts[:2])
+    left = handler.hub.unavailable.get(repo_id, 0)
+    if left <= 0:
+        return False
+    handler.hub.unavailable[repo_id] = left - 1
+    handler._error(503, "ServiceUnavailable", "the Hub is briefly unavailable")
+    return True
+
+
 class HubServer:
     """Runs a :class:`FakeHub` on ``127.0.0.1`` at a random port, in a daemon thread."""
 
@@ -445,20 +461,25 @@ def hub(monkeypatch, tmp_path):
     (and the client's constants, read at import) at the server, and gives the test its own
     ``HF_HOME``/``HF_HUB_CACHE`` and no token.
     """
+    with HubServer() as server:
+        point_client_at(server, tmp_path / "hf-home", monkeypatch)
+        yield server.hub
+
+
+def point_client_at(server: HubServer, home: Path, monkeypatch) -> None:
+    """Make ``huggingface_hub`` (here and in child processes) talk to ``server``, online, with its
+    own ``HF_HOME`` under ``home`` and no token; ``monkeypatch`` undoes it all."""
     import huggingface_hub.constants as hf_constants
 
-    home = tmp_path / "hf-home"
-    with HubServer() as server:
-        for name, value in {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-                            "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(hf_constants, "ENDPOINT", server.endpoint)
-        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
-        monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
-        monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
-        monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-        yield server.hub
+    for name, value in {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+                        "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", server.endpoint)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))

@@ -9,6 +9,7 @@ under its own id) are the fleet's own.
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -78,7 +79,7 @@ def fleet(
     for kind, path in result.files.items():
         out.print(f"{kind:8} {path}", highlight=False)
     if result.failed:
-        raise typer.Exit(1)
+        sys.exit(1)  # main() runs click with standalone_mode=False, which would swallow typer.Exit
 
 
 def _print_summary(doc: dict) -> None:

@@ -44,7 +44,7 @@ class FleetEntry:
         error: the one-line reason it failed.
         verdict: the report's policy verdict.
         report_dir: its report folder, relative to the fleet's folder.
-        attempts: how many times a task for it started (retries included).
+        attempts: how many times each of its tasks started (``resolve``, ``report``), retries included.
         resumed: its report was kept from an earlier run of the same fleet.
         seconds: wall time of its report task.
         generation: the report's ``reused``/``generated`` response counts per role.
@@ -58,7 +58,7 @@ class FleetEntry:
     error: Optional[str] = None
     verdict: Optional[str] = None
     report_dir: Optional[str] = None
-    attempts: int = 0
+    attempts: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
     seconds: Optional[float] = None
     generation: Optional[dict[str, Any]] = None

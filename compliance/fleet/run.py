@@ -435,7 +435,8 @@ def run_models(request: FleetRequest, on_update: Any) -> tuple[dict[str, Any], _
             for model, entry in run.entries.items():
                 if entry.resumed:
                     continue
-                entry.attempts = attempts.get(f"model:{model}", 0) or attempts.get(f"resolve:{model}", 0)
+                entry.attempts = {"resolve": attempts.get(f"resolve:{model}", 0),
+                                  "report": attempts.get(f"model:{model}", 0)}
                 base = run.bases.get(run.base_of.get(model))  # type: ignore[arg-type]
                 if entry.status == "failed" and base is not None and base["status"] == "failed":
                     entry.error = f"its base {base['model']} failed: {base['error']}"
