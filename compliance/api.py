@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from compliance.judges import Judge
     from compliance.request import BackendSpec, JudgeSpec, ReportRequest
     from compliance.sensitivity import JudgeLabels
-    from compliance.store import ResponseStore
+    from compliance.store import ResponseKey, ResponseStore
 
 __all__ = ["ReportRequest", "ReportResult", "adapt", "card", "compare", "evaluate_model", "generate_responses",
            "keygen", "resolve", "run_report", "sign", "verify"]
@@ -362,8 +362,11 @@ class _Plan:
         return self.lineage.base if role == "base" else self.lineage.model
 
 
-def _plan(request: "ReportRequest", checked: _Checked, reporter: Reporter) -> _Plan:
-    """Resolve the models (downloading Hub weights when they run here), check the servers, load the suite."""
+def _plan(request: "ReportRequest", checked: _Checked, reporter: Reporter,
+          store: Optional["ResponseStore"] = None, roles: tuple[str, ...] = ("base", "model")) -> _Plan:
+    """Resolve the models, check the servers, load the suite, and download from the Hub the weights of
+    each of ``roles`` that will run here: not when a server generates, nor when ``store`` already
+    holds that model's every response (a fleet's fine-tunes find their base's there)."""
     from compliance.suites import load_suite
 
     models, backend, gen, servers = request.models, request.backend, request.generation, checked.servers
@@ -375,19 +378,46 @@ def _plan(request: "ReportRequest", checked: _Checked, reporter: Reporter) -> _P
             served = {"model": servers["model"].served_model(backend.served_model or lineage.model.id, "--model"),
                       "base": servers["base"].served_model(backend.served_base_model or lineage.base.id,
                                                            "--base-model")}
-    elif "hub" in (lineage.model.kind, lineage.base.kind):  # a server needs no local weights
-        from compliance.hub import download_model
-
-        with reporter.stage("Download from the Hub"):
-            lineage.model = download_model(lineage.model, models.allow_pickle, models.trust_remote_code)
-            lineage.base = download_model(lineage.base, models.allow_pickle, models.trust_remote_code)
     with reporter.stage("Load suite"):
         suite = load_suite(list(request.suite.names or checked.policy.data["suite"]), limit=request.suite.limit,
                            seed=gen.seed, data_dir=request.suite.data_dir,
                            accept_licences=request.suite.accept_licence)
     config = GenConfig(max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, seed=gen.seed,
                        stop=tuple(gen.stop))
-    return _Plan(lineage=lineage, served=served, suite=suite, config=config)
+    plan = _Plan(lineage=lineage, served=served, suite=suite, config=config)
+    if servers is None:  # a server needs no local weights
+        wanted = [role for role in roles if plan.record(role).kind == "hub"
+                  and not _all_stored(request, plan, checked, role, store)]
+        if wanted:
+            from compliance.hub import download_model
+
+            with reporter.stage("Download from the Hub"):
+                for role in wanted:
+                    record = download_model(plan.record(role), models.allow_pickle, models.trust_remote_code)
+                    if role == "base":
+                        lineage.base = record
+                    else:
+                        lineage.model = record
+    return plan
+
+
+def _response_key(request: "ReportRequest", plan: _Plan, checked: _Checked, role: str) -> "ResponseKey":
+    """The store key ``role``'s responses are kept under (nothing is loaded to compute it)."""
+    from compliance.store import ResponseKey
+
+    models = request.models
+    gen = _generator(request.backend.name, plan.record(role), plan.config, request.generation.device,
+                     models.allow_pickle, models.trust_remote_code, (checked.servers or {}).get(role),
+                     plan.served[role].name if plan.served is not None else None)
+    return ResponseKey.for_run(plan.record(role), plan.config, gen.device, gen.dtype, gen.backend, gen.version)
+
+
+def _all_stored(request: "ReportRequest", plan: _Plan, checked: _Checked, role: str,
+                store: Optional["ResponseStore"]) -> bool:
+    if store is None:
+        return False
+    key = _response_key(request, plan, checked, role)
+    return len(store.get_many(key, plan.suite.items)) == len(plan.suite.items)
 
 
 def _respond(request: "ReportRequest", plan: _Plan, checked: _Checked, role: str,
@@ -427,7 +457,7 @@ def generate_for(request: "ReportRequest", role: str = "base") -> RoleResponses:
     Raises:
         ComplianceError: bad input, as for :func:`run_report`.
     """
-    from compliance.store import ResponseKey, open_store
+    from compliance.store import open_store
 
     if role not in ("base", "model"):
         raise ComplianceError(f"role {role!r}: choose base or model")
@@ -436,14 +466,10 @@ def generate_for(request: "ReportRequest", role: str = "base") -> RoleResponses:
     with ExitStack() as cleanup, Reporter(enabled=request.output.progress) as reporter:
         if response_store is not None:
             cleanup.callback(response_store.close)
-        plan = _plan(request, checked, reporter)
+        plan = _plan(request, checked, reporter, response_store, roles=(role,))
         counts: dict[str, int] = {}
         responses = _respond(request, plan, checked, role, response_store, reporter, counts)
-        models, backend = request.models, request.backend
-        gen = _generator(backend.name, plan.record(role), plan.config, request.generation.device, models.allow_pickle,
-                         models.trust_remote_code, (checked.servers or {}).get(role),
-                         plan.served[role].name if plan.served is not None else None)
-        key = ResponseKey.for_run(plan.record(role), plan.config, gen.device, gen.dtype, gen.backend, gen.version)
+        key = _response_key(request, plan, checked, role)
     return RoleResponses(role=role, record=plan.record(role), key=key, items=list(plan.suite.items),
                          responses=responses, counts=counts)
 
@@ -465,7 +491,7 @@ def _run(request: "ReportRequest") -> ReportResult:
     with ExitStack() as cleanup, Reporter(enabled=request.output.progress) as reporter:
         if response_store is not None:
             cleanup.callback(response_store.close)
-        plan = _plan(request, checked, reporter)
+        plan = _plan(request, checked, reporter, response_store)
         lineage, suite, config, served = plan.lineage, plan.suite, plan.config, plan.served
         counts: dict[str, dict[str, int]] = {"base": {}, "model": {}}
         responses = {role: _respond(request, plan, checked, role, response_store, reporter, counts[role])

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from cli_runner import run_cli
-from hub_server import HubServer, point_client_at
+from hub_server import HubServer, hub, point_client_at  # noqa: F401  (hub is a fixture)
 from test_html_browser import _open, browser  # noqa: F401  (the browser fixture)
 from tiny_models import save_tiny_model, train_to_say
 
@@ -252,6 +252,33 @@ def test_fleet_html_renders_the_map_in_a_browser(fleet_run, browser):  # noqa: F
     assert "org/tiny-gated" in page.inner_text("table.fleet-models")
     assert problems == []
     page.close()
+
+
+def test_a_base_task_downloads_only_the_base_and_a_report_skips_a_stored_base(hub, tmp_path, monkeypatch,
+                                                                              tiny_model_dir, refusing_model_dir):
+    """What lets a fleet's fine-tunes share a base: its responses, not its weights, travel to them."""
+    import huggingface_hub.constants as hf_constants
+
+    from compliance import api
+
+    hub.add_repo("org/base", tiny_model_dir, card="---\nlicense: apache-2.0\n---\n")
+    hub.add_repo("org/ft", refusing_model_dir, card=_card("org/base"))
+    request = _template(tmp_path / "store.sqlite3").with_model("org/ft", tmp_path / "report")
+
+    def weight_requests(repo: str) -> int:
+        return sum(1 for _, path in hub.requests if path.startswith(f"/{repo}/resolve/") and
+                   path.endswith(".safetensors"))
+
+    base = api.generate_for(request, "base")
+    assert base.counts == {"reused": 0, "generated": LIMIT} and len(base.responses) == LIMIT
+    assert weight_requests("org/base") > 0 and weight_requests("org/ft") == 0  # the fine-tune is not needed yet
+    # Another worker, with a cold Hub cache, sharing only the store.
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "other-cache"))
+    before = weight_requests("org/base")
+    result = api.run_report(request)
+    assert weight_requests("org/base") == before  # its responses were stored: the base was not downloaded
+    assert weight_requests("org/ft") > 0
+    assert result.report["generation"]["reused"] == {"base": LIMIT, "model": 0}
 
 
 # --- a killed fleet resumes -----------------------------------------------------------------

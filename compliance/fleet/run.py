@@ -183,14 +183,15 @@ def seed_store(store: "ResponseStore", given: "RoleResponses") -> int:
 def _seeded(request: "ReportRequest", base: "RoleResponses") -> Iterator["ReportRequest"]:
     """``request`` with a store that holds ``base``'s responses: its own store, or (``--no-store``) a
     scratch one that goes when the report is written, so the base is still generated only once."""
-    from compliance.store import ResponseStore, open_store
+    from compliance.store import open_store
 
     scratch = None
     if request.store is False:
         scratch = Path(tempfile.mkdtemp(prefix="compliance-fleet-store-"))
         request = replace(request, store=scratch / "responses.sqlite3")
     try:
-        store = open_store(request.store) or ResponseStore(scratch / "responses.sqlite3")  # type: ignore[operator]
+        store = open_store(request.store)  # a file here: None, True or a path, never False
+        assert store is not None
         with store:
             seed_store(store, base)
         yield request
