@@ -406,6 +406,19 @@ def test_the_map_is_deterministic_and_escapes_model_names():
     assert svg.count('id="map-cell-') == 1 and 'id="map-failed-1"' in svg and 'id="map-mark-0-0"' in svg
 
 
+def test_a_long_map_is_split_into_page_sized_parts():
+    from compliance.fleet.build import FleetEntry, instruments, with_fleet_holm
+    from compliance.fleet.chart import ROWS_PER_MAP, drift_map_parts
+
+    entries = [FleetEntry(f"org/ft-{n}", status="ok", verdict="pass", cells=[_cell("refusal_rate", "a", 0.01, 0.5)])
+               for n in range(2 * ROWS_PER_MAP + 5)]
+    with_fleet_holm(entries)
+    parts = drift_map_parts({"models": [e.to_json() for e in entries], "instruments": instruments(entries)})
+    assert len(parts) == 3
+    assert [part.count('id="map-cell-') for part in parts] == [ROWS_PER_MAP, ROWS_PER_MAP, 5]
+    assert f'id="map-cell-{ROWS_PER_MAP}-0"' in parts[1] and 'id="map-cell-84-0"' in parts[2]  # rows keep their number
+
+
 def test_models_file_skips_comments_and_reads_folders_beside_it(tmp_path, tiny_model_dir):
     from compliance.fleet import read_models_file
 

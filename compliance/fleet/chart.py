@@ -26,7 +26,7 @@ from matplotlib.patches import Rectangle
 from compliance.report.chart import (BETTER, CHART_WIDTH_IN, GRID, INK, METRIC_DIRECTION, METRIC_ORDER, NEUTRAL, WORSE,
                                      _RC, _pp, _tick, _to_svg, metric_label)
 
-__all__ = ["drift_map_png", "drift_map_svg", "scatter_axes", "scatter_svg"]
+__all__ = ["ROWS_PER_MAP", "drift_map_parts", "drift_map_png", "drift_map_svg", "scatter_axes", "scatter_svg"]
 
 MISSING = "#eef0f3"
 FAILED = "#d9dce1"
@@ -58,9 +58,10 @@ def _scale(document: dict[str, Any]) -> float:
     return min(1.0, max(0.10, math.ceil(max(worst + [0.0]) * 20) / 20))
 
 
-def _map_figure(document: dict[str, Any]) -> Optional[Figure]:
+def _map_figure(document: dict[str, Any], first: int = 0, count: Optional[int] = None) -> Optional[Figure]:
+    """The map of models ``first`` to ``first + count`` (all by default), on the whole fleet's colour scale."""
     columns = document["instruments"]
-    models = document["models"]
+    models = document["models"][first:None if count is None else first + count]
     if not models:
         return None
     n_rows, n_cols = len(models), max(1, len(columns))
@@ -74,36 +75,31 @@ def _map_figure(document: dict[str, Any]) -> Optional[Figure]:
     ax.set_axis_off()
     lim = _scale(document)
     norm = Normalize(-lim, lim)
-    col_index = {(c["metric"], c["benchmark"], c["domain"]): j for j, c in enumerate(columns)}
-    for i, m in enumerate(models):
-        cells = {(c["metric"], c["benchmark"], c["domain"]): c for c in m["cells"]}
-        for j in range(n_cols):
-            key = (columns[j]["metric"], columns[j]["benchmark"], columns[j]["domain"]) if columns else None
-            cell = cells.get(key) if key in col_index else None
-            value = _worse_by(cell) if cell else None
-            if m["status"] != "ok":
-                continue  # one grey band below, with the reason
-            if value is None:
-                colour, text = MISSING, "–"
-            else:
-                colour, text = _CMAP(norm(value)), _pp(cell["diff"])
-            ax.add_patch(Rectangle((j + 0.04, i + 0.06), 0.92, 0.88, facecolor=colour, edgecolor=GRID,
-                                   linewidth=0.3, gid=f"map-cell-{i}-{j}"))
-            if text:
-                significant = bool(cell and cell.get("significant"))
-                ax.text(j + 0.5, i + 0.53, text, ha="center", va="center", fontsize=5.2, color=INK,
-                        fontweight="bold" if significant else "normal")
-                if significant:
-                    ax.add_line(Line2D([j + 0.86], [i + 0.22], marker="o", markersize=2.4, color=INK,
-                                       linestyle="", gid=f"map-mark-{i}-{j}"))
-        if m["status"] != "ok":
-            ax.add_patch(Rectangle((0.04, i + 0.06), n_cols - 0.08, 0.88, facecolor=FAILED, edgecolor="none",
-                                   gid=f"map-failed-{i}"))
-            ax.text(n_cols / 2, i + 0.53, f"{m['status']}: {(m.get('error') or '')[:90]}", ha="center",
-                    va="center", fontsize=5, color=INK, clip_on=True, parse_math=False)
+    keys = [(c["metric"], c["benchmark"], c["domain"]) for c in columns]
+    for row, m in enumerate(models):
+        i = first + row  # ids count rows across the whole fleet
         verdict = (m.get("verdict") or m["status"]).upper()
-        ax.text(-0.08, i + 0.53, f"{_short(m['model'])} · {verdict}", ha="right", va="center", fontsize=6,
+        ax.text(-0.08, row + 0.53, f"{_short(m['model'])} · {verdict}", ha="right", va="center", fontsize=6,
                 color=INK, parse_math=False)
+        if m["status"] != "ok":  # one grey band, with the reason
+            ax.add_patch(Rectangle((0.04, row + 0.06), n_cols - 0.08, 0.88, facecolor=FAILED, edgecolor="none",
+                                   gid=f"map-failed-{i}"))
+            ax.text(n_cols / 2, row + 0.53, f"{m['status']}: {(m.get('error') or '')[:90]}", ha="center",
+                    va="center", fontsize=5, color=INK, clip_on=True, parse_math=False)
+            continue
+        cells = {(c["metric"], c["benchmark"], c["domain"]): c for c in m["cells"]}
+        for j, key in enumerate(keys):
+            cell = cells.get(key)
+            value = _worse_by(cell) if cell else None
+            colour = MISSING if value is None else _CMAP(norm(value))
+            ax.add_patch(Rectangle((j + 0.04, row + 0.06), 0.92, 0.88, facecolor=colour, edgecolor=GRID,
+                                   linewidth=0.3, gid=f"map-cell-{i}-{j}"))
+            significant = bool(cell and cell.get("significant"))
+            ax.text(j + 0.5, row + 0.53, "–" if value is None else _pp(cell["diff"]), ha="center", va="center",
+                    fontsize=5.2, color=INK, fontweight="bold" if significant else "normal")
+            if significant:
+                ax.add_line(Line2D([j + 0.86], [row + 0.22], marker="o", markersize=2.4, color=INK,
+                                   linestyle="", gid=f"map-mark-{i}-{j}"))
     # Column labels, rotated; metric groups named above them, separated by a rule.
     prev = None
     for j, c in enumerate(columns):
@@ -135,16 +131,27 @@ def _map_figure(document: dict[str, Any]) -> Optional[Figure]:
     return fig
 
 
-def drift_map_svg(document: dict[str, Any]) -> str:
-    """The drift map of a fleet document (``fleet.schema.json``) as an inline-ready SVG string."""
+#: Models per map: a longer map is split so that each part fits an A4 page.
+ROWS_PER_MAP = 40
+
+
+def drift_map_svg(document: dict[str, Any], first: int = 0, count: Optional[int] = None) -> str:
+    """The drift map of a fleet document (``fleet.schema.json``), or of ``count`` of its models from
+    ``first``, as an inline-ready SVG string."""
     from matplotlib import rc_context
 
     with rc_context(_RC):
-        fig = _map_figure(document)
+        fig = _map_figure(document, first, count)
         if fig is None:
             fig = Figure(figsize=(CHART_WIDTH_IN, 0.6))
             fig.text(0.5, 0.5, "No models: nothing to map.", ha="center", va="center", color=NEUTRAL, fontsize=8)
         return _to_svg(fig)
+
+
+def drift_map_parts(document: dict[str, Any], rows: int = ROWS_PER_MAP) -> list[str]:
+    """The drift map in parts of at most ``rows`` models (one part for a small fleet), each an SVG."""
+    n = len(document["models"])
+    return [drift_map_svg(document, first, rows) for first in range(0, max(n, 1), rows)]
 
 
 def drift_map_png(document: dict[str, Any], path: Path, dpi: int = 200) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 from markupsafe import Markup
 
 from compliance.compare.render import render_compare_pdf
-from compliance.fleet.chart import drift_map_svg, scatter_axes, scatter_svg
+from compliance.fleet.chart import drift_map_parts, scatter_axes, scatter_svg
 from compliance.report.render import _environment
 
 TEMPLATE_NAME = "fleet.html.j2"
@@ -21,7 +21,7 @@ def render_fleet_html(document: dict[str, Any]) -> str:
     axes = scatter_axes(document)
     return _environment().get_template(TEMPLATE_NAME).render(
         fleet=document,
-        drift_map=Markup(drift_map_svg(document)),  # drawn by us; matplotlib escapes the text it writes
+        drift_maps=[Markup(svg) for svg in drift_map_parts(document)],  # drawn by us; matplotlib escapes text
         scatter=Markup(scatter_svg(document)),
         scatter_axes=axes,
     )
