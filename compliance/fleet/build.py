@@ -5,11 +5,14 @@ several benchmarks, all its prompts together). Every metric a report measures on
 is one *cell* of the drift map: the fine-tune's rate minus its base's, with its paired 95%
 interval and McNemar p-value, copied from the model's own report.
 
-Significance across the fleet: the cells of every model and instrument are one family, whose
-McNemar p-values are Holm-adjusted together (:func:`compliance.stats.holm`), so "how many
-fine-tunes degrade" is not inflated by the number of models times instruments looked at. A
-cell is significant when its fleet Holm p is below :data:`ALPHA` and its change is not zero;
-each report's own Holm p (adjusted across that report's benchmarks only) is kept beside it.
+Significance across the fleet: as in each report (:mod:`compliance.stats.multiplicity`), the
+tested family is the per-benchmark cells, and here it spans every model: their McNemar p-values
+are Holm-adjusted together (:func:`compliance.stats.holm`), so "how many fine-tunes degrade" is
+not inflated by the number of models times benchmarks looked at. A cell is significant when its
+fleet Holm p is below :data:`ALPHA` and its change is not zero. Domain slices (and all prompts
+together) are subsets of the benchmarks' prompts: counting them as further tests would test the
+same replies again, so, as in a report, they are descriptive (their ``holm_p`` is None; their
+raw p stays in the table). Each report's own Holm p (across its benchmarks only) is kept beside.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any, Optional
 from compliance.report.chart import METRIC_ORDER, change_direction, metric_label
 from compliance.stats.multiplicity import ALPHA
 
-__all__ = ["ALPHA", "COLUMNS", "FleetEntry", "cells_of", "fleet_counts", "instrument_label", "instruments",
-           "long_rows", "request_summary", "with_fleet_holm"]
+__all__ = ["ALPHA", "COLUMNS", "FleetEntry", "cells_of", "fleet_counts", "in_family", "instrument_label",
+           "instruments", "long_rows", "request_summary", "with_fleet_holm"]
 
 ALL = "*"
 
@@ -134,18 +137,27 @@ def instruments(entries: list[FleetEntry]) -> list[dict[str, str]]:
             for m, b, d in sorted(keys, key=lambda k: _column_key(*k))]
 
 
-def with_fleet_holm(entries: list[FleetEntry], alpha: float = ALPHA) -> int:
-    """Holm-adjust every cell's McNemar p across the whole fleet, in place; returns the family's size.
+def in_family(cell: dict[str, Any]) -> bool:
+    """Whether a cell is tested: a benchmark (not a domain slice, not all prompts) with a McNemar p."""
+    return cell["benchmark"] != ALL and cell["domain"] == ALL and cell["mcnemar_p"] is not None
 
-    The family is ordered by (model, metric, benchmark, domain) before adjusting, so equal
-    p-values always get the same ranks.
+
+def with_fleet_holm(entries: list[FleetEntry], alpha: float = ALPHA) -> int:
+    """Holm-adjust the McNemar p of every model's benchmark cells together, in place; returns the
+    family's size. Other cells get ``holm_p`` None and are never significant.
+
+    The family is ordered by (model, metric, benchmark) before adjusting, so equal p-values
+    always get the same ranks.
     """
     from compliance.stats import holm
 
-    family = sorted(((e.model, c["metric"], c["benchmark"], c["domain"], id(c), c)
-                     for e in entries if e.status == "ok" for c in e.cells if c["mcnemar_p"] is not None),
-                    key=lambda t: t[:4])
-    adjusted = holm([t[5]["mcnemar_p"] for t in family])
+    for e in entries:
+        for c in e.cells:
+            c["holm_p"], c["significant"] = None, False
+    family = sorted(((e.model, c["metric"], c["benchmark"], id(c), c)
+                     for e in entries if e.status == "ok" for c in e.cells if in_family(c)),
+                    key=lambda t: t[:3])
+    adjusted = holm([t[4]["mcnemar_p"] for t in family])
     for (*_, cell), p in zip(family, adjusted):
         cell["holm_p"] = p
         cell["significant"] = bool(p < alpha and cell["diff"])

@@ -8,7 +8,8 @@ refusals of harmful prompts, more over-refusal). A dot marks a cell whose change
 Holm-significant across the whole fleet. A model that failed is a grey row.
 
 Both are drawn with matplotlib into deterministic SVG (as the report's drift chart is); the map
-is also written as a PNG for READMEs and slides. Every cell is a group with id
+is also written as a PNG for READMEs and slides. Domain slices are descriptive: only benchmark
+cells are tested (see :mod:`compliance.fleet.build`), so only they can carry the dot. Every cell is a group with id
 ``map-cell-<row>-<col>`` and every significance mark ``map-mark-<row>-<col>`` (0-based).
 """
 
@@ -126,7 +127,8 @@ def _map_figure(document: dict[str, Any], first: int = 0, count: Optional[int] =
     for side in cax.spines.values():
         side.set_color(GRID)
     fig.text(_LEFT_IN / CHART_WIDTH_IN + 0.37, 0.2 / height,
-             "change versus its base, pp (red: less safe or more over-refusal)   ● Holm-significant across the fleet",
+             "change versus its base, pp (red: less safe or more over-refusal)   ● Holm-significant (benchmarks, "
+             "across the fleet)",
              fontsize=5.5, color=INK, va="bottom")
     return fig
 

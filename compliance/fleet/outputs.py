@@ -25,8 +25,8 @@ SCHEMA_VERSION = "1.0"
 FILES = {"json": "fleet.json", "csv": "fleet.csv", "parquet": "fleet.parquet", "html": "fleet.html",
          "pdf": "fleet.pdf", "png": "drift-map.png"}
 
-HOLM_FAMILY = ("every cell of the drift map (each model's change on each metric and instrument with a McNemar p), "
-               "Holm-adjusted together")
+HOLM_FAMILY = ("every model's change on each metric and benchmark (McNemar p), Holm-adjusted together; domain "
+               "slices are subsets of the benchmarks' prompts and are shown without a test, as in each report")
 
 
 def fleet_document(request: "FleetRequest", executor: dict[str, Any], run: "_Run", fleet_id: str) -> dict[str, Any]:
