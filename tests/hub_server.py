@@ -14,6 +14,12 @@ Serves fixture repositories from memory (files added from folders or bytes) to t
   recorded in :attr:`FakeHub.commits`;
 - ``GET /api/models/{repo}/discussions``: the pull requests opened so far (one page), with the
   status in :attr:`FakeRepo.pull_requests` (tests may set it to ``merged`` or ``closed``).
+- ``GET /api/models?filter=..&search=..&sort=downloads&limit=N``: the listing ``list_models`` reads
+  (see :func:`list_models_route`): every filter must be one of a model's tags, which include the
+  ``base_model:<id>`` and ``base_model:<relation>:<id>`` tags the Hub derives from the card;
+  download counts come from :attr:`FakeHub.downloads`;
+- a repository named in :attr:`FakeHub.unavailable` answers its next N requests with HTTP 503 (a Hub
+  that is briefly down), see :func:`answered_unavailable`.
 
 A hostile repository, for tests of what the client refuses: file names are served as given
 (``../x``, ``/abs``); a :class:`Streamed` file is generated as it is sent, never held (a 100 MB
@@ -111,6 +117,8 @@ class FakeHub:
         self.bytes_sent: dict[str, int] = {}  # file path -> body bytes written for it (all requests)
         self.commits: list[dict] = []  # {"repo", "revision", "create_pr", "pr_num", "summary", "files", "deleted"}
         self.endpoint = ""
+        self.downloads: dict[str, int] = {}  # repo id -> the download count the listing reports
+        self.unavailable: dict[str, int] = {}  # repo id -> how many more of its requests get HTTP 503
 
     def add_repo(
         self,
@@ -277,6 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.requests.append((self.command, path))
         parts = [unquote(p) for p in path.strip("/").split("/")]
         try:
+            if parts == ["api", "models"]:
+                return list_models_route(self, urlsplit(self.path).query)
+            if answered_unavailable(self, parts):
+                return
             if parts[:2] == ["api", "models"] and len(parts) >= 4:
                 repo_id = "/".join(parts[2:4])
                 rest = parts[4:]
@@ -415,6 +427,70 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"error": message}, sha, status, {"X-Error-Code": code, "X-Error-Message": message})
 
 
+# --- the model listing (list_models), for discovery ----------------------------------------
+
+
+def inferred_relation(files: dict[str, bytes], bases: list[str]) -> str:
+    """The relation the Hub assumes when a card names a base but no ``base_model_relation``."""
+    if "adapter_config.json" in files:
+        return "adapter"
+    if any(name.endswith(".gguf") for name in files):
+        return "quantized"
+    return "merge" if len(bases) > 1 else "finetune"
+
+
+def listing_tags(repo: FakeRepo) -> list[str]:
+    """The tags the Hub lists for ``repo``'s main branch: the card's ``tags`` plus, for each declared
+    base, ``base_model:<id>`` and ``base_model:<relation>:<id>``."""
+    files = repo.commit("main")[1] if repo.commit("main") else {}
+    card = _card_data(files) or {}
+    tags = [str(t) for t in (card.get("tags") or [])]
+    bases = card.get("base_model") or []
+    bases = [bases] if isinstance(bases, str) else [str(b) for b in bases]
+    relation = card.get("base_model_relation") or inferred_relation(files, bases)
+    for base in bases:
+        tags += [f"base_model:{base}", f"base_model:{relation}:{base}"]
+    return tags
+
+
+def list_models_route(handler: "_Handler", query: str) -> None:
+    """``GET /api/models``: the public models whose tags hold every ``filter``, whose id contains
+    ``search`` (case-insensitive), sorted by ``sort`` (``downloads``: most first), at most ``limit``."""
+    from urllib.parse import parse_qs
+
+    params = parse_qs(query)
+    filters = params.get("filter", [])
+    search = (params.get("search") or [""])[0].lower()
+    token = (handler.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+    hub = handler.hub
+    items = []
+    for repo_id, repo in sorted(hub.repos.items()):
+        if (repo.private and token not in hub.tokens) or repo.commit("main") is None:
+            continue
+        tags = listing_tags(repo)
+        if all(f in tags for f in filters) and search in repo_id.lower():
+            items.append({"_id": repo.head("main")[:24], "id": repo_id, "modelId": repo_id,
+                          "author": repo_id.split("/")[0], "sha": repo.head("main"), "private": repo.private,
+                          "gated": repo.gated or False, "downloads": hub.downloads.get(repo_id, 0),
+                          "likes": 0, "tags": tags, "createdAt": "2025-01-01T00:00:00.000Z",
+                          "lastModified": "2025-01-01T00:00:00.000Z"})
+    if (params.get("sort") or [""])[0] == "downloads":
+        items.sort(key=lambda item: -item["downloads"])
+    limit = (params.get("limit") or [None])[0]
+    handler._json(items[: int(limit)] if limit else items)
+
+
+def answered_unavailable(handler: "_Handler", parts: list[str]) -> bool:
+    """Answer HTTP 503 when the request is for a repository with 503s left in :attr:`FakeHub.unavailable`."""
+    repo_id = "/".join(parts[2:4]) if parts[:2] == ["api", "models"] else "/".join(parts[:2])
+    left = handler.hub.unavailable.get(repo_id, 0)
+    if left <= 0:
+        return False
+    handler.hub.unavailable[repo_id] = left - 1
+    handler._error(503, "ServiceUnavailable", "the Hub is briefly unavailable")
+    return True
+
+
 class HubServer:
     """Runs a :class:`FakeHub` on ``127.0.0.1`` at a random port, in a daemon thread."""
 
@@ -457,20 +533,25 @@ def hub(monkeypatch, tmp_path):
     (and the client's constants, read at import) at the server, and gives the test its own
     ``HF_HOME``/``HF_HUB_CACHE`` and no token.
     """
+    with HubServer() as server:
+        point_client_at(server, tmp_path / "hf-home", monkeypatch)
+        yield server.hub
+
+
+def point_client_at(server: HubServer, home: Path, monkeypatch) -> None:
+    """Make ``huggingface_hub`` (here and in child processes) talk to ``server``, online, with its
+    own ``HF_HOME`` under ``home`` and no token; ``monkeypatch`` undoes it all."""
     import huggingface_hub.constants as hf_constants
 
-    home = tmp_path / "hf-home"
-    with HubServer() as server:
-        for name, value in {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-                            "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(hf_constants, "ENDPOINT", server.endpoint)
-        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
-        monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
-        monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
-        monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-        yield server.hub
+    for name, value in {"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+                        "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", server.endpoint)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))

@@ -212,27 +212,43 @@ def long_table(candidates: list[Candidate]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_tables(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """``compare.csv`` and ``compare.parquet`` (missing numbers stay missing, never 0)."""
+#: Numeric columns of the comparison's long table that may be missing (never written as 0).
+_FLOAT_COLUMNS = ("model_rate", "model_ci_low", "model_ci_high", "base_rate", "drift", "drift_ci_low",
+                  "drift_ci_high", "mcnemar_p")
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path, columns: list[str] = COLUMNS, stem: str = "compare",
+                 integers: tuple[str, ...] = ("n",), floats: tuple[str, ...] = _FLOAT_COLUMNS,
+                 booleans: tuple[str, ...] = ()) -> dict[str, Path]:
+    """``<stem>.csv`` and ``<stem>.parquet`` of ``rows`` (missing numbers stay missing, never 0).
+
+    Args:
+        rows: one dict per row.
+        out: the folder.
+        columns: the columns, in order.
+        stem: the files' name without suffix.
+        integers, floats, booleans: columns typed as nullable integers, floats and booleans.
+    """
     import io
 
     import pandas as pd
 
     from compliance.io import atomic_write_bytes, atomic_write_text
 
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("n",):
+    df = pd.DataFrame(rows, columns=columns)
+    for col in integers:
         df[col] = df[col].astype("Int64")
-    for col in ("model_rate", "model_ci_low", "model_ci_high", "base_rate", "drift", "drift_ci_low",
-                "drift_ci_high", "mcnemar_p"):
+    for col in floats:
         df[col] = df[col].astype("float64")
-    files = {"csv": atomic_write_text(out / "compare.csv", df.to_csv(index=False))}
+    for col in booleans:
+        df[col] = df[col].astype("boolean")
+    files = {"csv": atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False))}
     try:
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
     except ImportError:  # pyarrow is a dependency; a stripped install still gets the CSV
         return files
-    files["parquet"] = atomic_write_bytes(out / "compare.parquet", buf.getvalue())
+    files["parquet"] = atomic_write_bytes(out / f"{stem}.parquet", buf.getvalue())
     return files
 
 
