@@ -541,14 +541,54 @@ def test_shipped_validation_is_complete(name: str) -> None:
     assert judge_report(get_judge(name))["validation"] == shipped
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(HARM_JUDGES))
-def test_shipped_evaluate_figures_match_a_recomputation(name: str) -> None:
-    """The judge's decisions on evaluate.csv give the shipped counts (train.csv's take minutes more)."""
+class _Remembered:
+    """Stands in a judge's ``scores``: runs the real one and keeps each pair's probability; once
+    ``replaying``, pairs it has already scored get the kept probabilities back."""
+
+    def __init__(self, judge) -> None:
+        self.original, self.seen, self.threshold, self.replaying = judge.scores, {}, None, False
+        judge.scores = self
+
+    def __call__(self, pairs):
+        keys = [tuple(p) for p in pairs]
+        if self.replaying and all(k in self.seen for k in keys):
+            return np.array([self.seen[k] for k in keys]), self.threshold
+        probabilities, self.threshold = self.original(pairs)
+        self.seen.update(zip(keys, probabilities))
+        return probabilities, self.threshold
+
+
+@pytest.fixture(scope="module")
+def evaluate_figures() -> dict[str, dict]:
+    """Every harm judge's figures on evaluate.csv, each through its real ``judge_many``.
+
+    harm-ensemble's members are harm-cls and harm-embed, so it is given the two judges that have
+    just labelled the file, and their models' probabilities for each pair are handed back when
+    the ensemble asks for the same pairs, instead of running both models over the 1,540 replies a
+    second time (a minute and a half). The ensemble's own rules, mean and threshold run as they do
+    in a report.
+    """
     folder = _gptfuzz_dir()
     _need_embedding_model()
+    path = folder / "evaluate.csv"
+    cls, embed = HarmClassifierJudge(), HarmEmbedJudge()
+    memos = [_Remembered(cls), _Remembered(embed)]
+    figures = {"harm-cls": evaluate_harm_file(cls, path), "harm-embed": evaluate_harm_file(embed, path)}
+    for memo in memos:
+        memo.replaying = True
+    ensemble = HarmEnsembleJudge()
+    ensemble.members = (cls, embed)
+    figures["harm-ensemble"] = evaluate_harm_file(ensemble, path)
+    assert all(memo.seen for memo in memos)
+    return figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HARM_JUDGES))
+def test_shipped_evaluate_figures_match_a_recomputation(name: str, evaluate_figures: dict) -> None:
+    """The judge's decisions on evaluate.csv give the shipped counts (train.csv's take minutes more)."""
     shipped = shipped_validation(name)["files"]["evaluate"]
-    measured = evaluate_harm_file(get_judge(name), folder / "evaluate.csv")
+    measured = evaluate_figures[name]
     # Scores' last digits depend on the CPU's kernels (AVX2 / AVX-512), so a reply scored within a
     # hair of the threshold may fall either side of it on another machine: at most one reply may
     # move (two cells of the confusion matrix, one each way), and none did on the machine the
