@@ -35,7 +35,9 @@ FAILED = "#d9dce1"
 ROW_IN = 0.17
 _HEAD_IN = 1.05
 _FOOT_IN = 0.55
-_LEFT_IN = 1.9
+_LEFT_IN = 2.3
+#: Room right of the last column for its rotated label.
+_RIGHT_IN = 0.75
 
 _CMAP = LinearSegmentedColormap.from_list("drift", [BETTER, "#ffffff", WORSE])
 
@@ -47,9 +49,10 @@ def _worse_by(cell: dict[str, Any]) -> Optional[float]:
     return cell["diff"] * METRIC_DIRECTION.get(cell["metric"], +1)
 
 
-def _short(model: str, limit: int = 34) -> str:
+def _short(model: str, limit: int = 32) -> str:
+    """A row's name: a Hub id (``org/name``) as it is, a local folder by its last part; cut to ``limit``."""
     name = model.rstrip("/")
-    name = name.rsplit("/", 1)[-1] if name.startswith(("/", ".", "~")) else name
+    name = name.rsplit("/", 1)[-1] if name.startswith(("/", ".", "~")) or name.count("/") > 1 else name
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
@@ -68,7 +71,7 @@ def _map_figure(document: dict[str, Any], first: int = 0, count: Optional[int] =
     n_rows, n_cols = len(models), max(1, len(columns))
     height = _HEAD_IN + _FOOT_IN + ROW_IN * n_rows
     fig = Figure(figsize=(CHART_WIDTH_IN, height))
-    right_in = 0.15
+    right_in = _RIGHT_IN
     ax = fig.add_axes((_LEFT_IN / CHART_WIDTH_IN, _FOOT_IN / height,
                        1 - (_LEFT_IN + right_in) / CHART_WIDTH_IN, ROW_IN * n_rows / height))
     ax.set_xlim(0, n_cols)
@@ -126,7 +129,7 @@ def _map_figure(document: dict[str, Any], first: int = 0, count: Optional[int] =
     cax.tick_params(axis="x", labelsize=5.5, length=2, pad=1)
     for side in cax.spines.values():
         side.set_color(GRID)
-    fig.text(_LEFT_IN / CHART_WIDTH_IN + 0.37, 0.2 / height,
+    fig.text(_LEFT_IN / CHART_WIDTH_IN, 0.29 / height,
              "change versus its base, pp (red: less safe or more over-refusal)   ● Holm-significant (benchmarks, "
              "across the fleet)",
              fontsize=5.5, color=INK, va="bottom")
