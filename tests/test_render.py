@@ -156,12 +156,14 @@ def test_chart_is_deterministic_with_one_element_per_finding_row() -> None:
     assert svg == drift_chart_svg(copy.deepcopy(report))
     assert svg.startswith("<svg")
     rows = chart_rows(report)
-    # Overall and four domains, for harmful responses and over-refusal; refusal of harmful
-    # prompts overall only (its domains are in the tables).
-    assert len(rows) == 11
+    # Overall and four domains for harmful responses; refusal and over-refusal overall only
+    # (their domains are in the tables).
+    assert len(rows) == 7
     assert all(r["benchmark"] == "*" and r["category"] == "*" for r in rows)
     assert {r["metric"] for r in rows} == {"harmful_response_rate", "refusal_rate", "over_refusal_rate"}
     assert [r["domain"] for r in rows if r["metric"] == "refusal_rate"] == ["*"]
+    assert [r["domain"] for r in rows if r["metric"] == "over_refusal_rate"] == ["*"]
+    assert len([r for r in rows if r["metric"] == "harmful_response_rate"]) == 5
     ids = re.findall(r'id="finding-row-(\d+)"', svg)
     assert sorted(map(int, ids)) == list(range(len(rows)))
     assert "<dc:date>" not in svg
@@ -191,7 +193,7 @@ def test_chart_marks_rows_without_data() -> None:
 
 def test_chart_caption_says_refusal_is_not_harm() -> None:
     html = render_html(example_report())
-    assert "refusal is not harm, so the two rows can move apart" in html
+    assert "red: worse, green: better. Refusal is not harm." in html
 
 
 def test_a_schema_1_report_still_charts_without_the_mirrored_refusal_rows() -> None:

@@ -66,8 +66,8 @@ _RC = {
 }
 
 #: Vertical space per finding row and for the fixed parts (x axis, legend), in inches. 7.6 pt a
-#: row keeps 6.5 pt labels apart while 11 rows (two metrics x overall + 4 domains, and refusal
-#: overall) stay ~4.1 cm, so that page 1 also holds a seven-rule policy.
+#: row keeps 6.5 pt labels apart while 7 rows (harmful responses overall + 4 domains, refusal
+#: and over-refusal overall) stay ~3.1 cm, so that page 1 also holds a seven-rule policy.
 ROW_PITCH_IN = 0.105
 _FIXED_HEIGHT_IN = 0.47
 
@@ -92,12 +92,14 @@ def chart_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     Ordered by metric (harmful responses first), then the overall slice, then domains A-Z.
     """
     mirrored = any(p["metric"] == "harmful_compliance_rate" for p in report["metrics"]["paired"])
-    # Refusal of harmful prompts gets its overall row only: page 1 has room for about eleven
-    # rows, harmful responses and over-refusal need theirs per domain, and the tables after
-    # page 1 give refusal per domain.
+    # Harmful responses, the headline, get a row per domain; refusal and over-refusal their
+    # overall rows only (page 1 also holds both judges, the judge sensitivity and a seven-rule
+    # policy), and the tables after page 1 give them per domain. A schema 1.0 report keeps
+    # over-refusal per domain beside harmful compliance, as it was drawn then.
     rows = [p for p in report["metrics"]["paired"]
             if p["benchmark"] == "*" and p["category"] == "*"
-            and not (p["metric"] == "refusal_rate" and (mirrored or p["domain"] != "*"))]
+            and not (p["metric"] == "refusal_rate" and (mirrored or p["domain"] != "*"))
+            and not (p["metric"] == "over_refusal_rate" and not mirrored and p["domain"] != "*")]
 
     def key(p: dict[str, Any]) -> tuple:
         m = p["metric"]

@@ -64,7 +64,7 @@ def validation_line(info: dict[str, Any], short: bool = False) -> str:
         parts.append(f"{100 * agreement_of(figures):.1f}% agreement with human labels on {figures['n']} held-out "
                      f"replies ({name}{kappa})" + ("" if short else f" of {dataset}"))
     lofo = validation.get("leave_one_file_out")
-    if overall and agreement_of(overall) is not None:
+    if overall and agreement_of(overall) is not None and not (short and held is not None):
         parts.append(f"{100 * agreement_of(overall):.1f}% on all {overall['n']}"
                      + ("" if short and held is not None else ", including files used in development"
                         if held is not None else f" of {dataset}"))
@@ -84,9 +84,12 @@ def _harm_validation_line(validation: dict[str, Any], dataset: str, short: bool)
     parts = []
     if agreement_of(unseen) is not None:
         kappa = f", κ {unseen['kappa']:.2f}" if unseen.get("kappa") is not None else ""
-        parts.append(f"{100 * agreement_of(unseen):.1f}% agreement with human labels on {unseen['n']} replies to "
-                     f"questions it was not trained on (the file its settings were chosen on{kappa})"
-                     + ("" if short else f", of {dataset}"))
+        if short:
+            parts.append(f"{100 * agreement_of(unseen):.1f}% agreement with human labels on {unseen['n']} replies "
+                         f"to questions it was not trained on{kappa}")
+        else:
+            parts.append(f"{100 * agreement_of(unseen):.1f}% agreement with human labels on {unseen['n']} replies to "
+                         f"questions it was not trained on (the file its settings were chosen on{kappa}), of {dataset}")
     if not short and agreement_of(train) is not None:
         parts.append(f"{100 * agreement_of(train):.1f}% on the {train['n']} training replies")
     return "; ".join(parts) if parts else "validation figures recorded in the JSON"
