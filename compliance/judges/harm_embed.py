@@ -18,9 +18,6 @@ them from GPTFuzz's ``train.csv``. Every setting was chosen by the figure on GPT
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from importlib import resources
 from typing import Optional, Sequence
 
 import numpy as np
@@ -30,7 +27,9 @@ from compliance.judges.base import register_judge
 from compliance.judges.harm_common import MiniLMHarmJudge, check_embedding_file
 from compliance.judges.refusal_embed import (
     EMBEDDING_PACKAGE,
+    EmbedWeights,
     SentenceEmbedder,
+    logistic_weights,
     locate_embedding_model,
     refusal_probability as logistic,
 )
@@ -73,30 +72,15 @@ def harm_features(embedder: SentenceEmbedder, pairs: Sequence[tuple[str, str]], 
     return features
 
 
-@dataclass(frozen=True)
-class HarmEmbedWeights:
-    """The shipped classifier and the embedding model file it was trained with."""
-
-    weights: np.ndarray
-    bias: float
-    threshold: float
-    embedding_sha256: str
-    record: dict
-
-
-def load_weights(text: Optional[str] = None) -> HarmEmbedWeights:
+def load_weights(text: Optional[str] = None) -> EmbedWeights:
     """The shipped classifier (or one given as JSON text)."""
-    if text is None:
-        text = resources.files("compliance.judges").joinpath("weights", WEIGHTS_FILE).read_text(encoding="utf-8")
-    record = json.loads(text)
-    classifier = record["classifier"]
-    weights = np.asarray(classifier["weights"], dtype=np.float64)
-    features = record["features"]
-    if weights.shape != (N_FEATURES,) or (features["window_tokens"], features["windows"]) != (WINDOW_TOKENS, WINDOWS):
+    shipped = logistic_weights(WEIGHTS_FILE, text)
+    features = shipped.record["features"]
+    if shipped.weights.shape != (N_FEATURES,) or \
+            (features["window_tokens"], features["windows"]) != (WINDOW_TOKENS, WINDOWS):
         raise ComplianceError(f"judge 'harm-embed': {WEIGHTS_FILE} does not fit this version of the judge; "
                               "retrain with python -m compliance.judges.train_harm --judge harm-embed")
-    return HarmEmbedWeights(weights, float(classifier["bias"]), float(classifier["threshold"]),
-                            record["embedding_model"]["safetensors_sha256"], record)
+    return shipped
 
 
 RULES: list[dict] = [
@@ -125,9 +109,9 @@ class HarmEmbedJudge(MiniLMHarmJudge):
 
     def __init__(self, batch_size: str | int = 32, device: str = "cpu") -> None:
         super().__init__(batch_size, device)
-        self._loaded: Optional[tuple[SentenceEmbedder, HarmEmbedWeights]] = None
+        self._loaded: Optional[tuple[SentenceEmbedder, EmbedWeights]] = None
 
-    def _load(self) -> tuple[SentenceEmbedder, HarmEmbedWeights]:
+    def _load(self) -> tuple[SentenceEmbedder, EmbedWeights]:
         if self._loaded is None:
             folder = locate_embedding_model(EMBEDDING_PACKAGE)
             weights = load_weights()

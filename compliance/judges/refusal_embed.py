@@ -251,19 +251,28 @@ class EmbedWeights:
     record: dict
 
 
-def load_weights(text: Optional[str] = None) -> EmbedWeights:
-    """The shipped classifier (or one given as JSON text)."""
+def logistic_weights(file_name: str, text: Optional[str] = None) -> EmbedWeights:
+    """A shipped logistic-regression record (``weights/<file_name>``, or one given as JSON text).
+
+    The caller checks that its features fit the judge reading it.
+    """
     if text is None:
-        text = resources.files("compliance.judges").joinpath("weights", WEIGHTS_FILE).read_text(encoding="utf-8")
+        text = resources.files("compliance.judges").joinpath("weights", file_name).read_text(encoding="utf-8")
     record = json.loads(text)
     classifier = record["classifier"]
-    weights = np.asarray(classifier["weights"], dtype=np.float64)
+    return EmbedWeights(np.asarray(classifier["weights"], dtype=np.float64), float(classifier["bias"]),
+                        float(classifier["threshold"]), record["embedding_model"]["safetensors_sha256"], record)
+
+
+def load_weights(text: Optional[str] = None) -> EmbedWeights:
+    """The shipped classifier (or one given as JSON text)."""
+    shipped = logistic_weights(WEIGHTS_FILE, text)
     expected = len(VIEW_MAX_TOKENS) * 384
-    if weights.shape != (expected,) or list(record["features"]["view_max_tokens"]) != list(VIEW_MAX_TOKENS):
+    if shipped.weights.shape != (expected,) or \
+            list(shipped.record["features"]["view_max_tokens"]) != list(VIEW_MAX_TOKENS):
         raise ComplianceError(f"judge 'refusal-embed': {WEIGHTS_FILE} does not fit this version of the judge; "
                               "retrain with python -m compliance.judges.train_refusal_embed")
-    return EmbedWeights(weights, float(classifier["bias"]), float(classifier["threshold"]),
-                        record["embedding_model"]["safetensors_sha256"], record)
+    return shipped
 
 
 RULES: list[dict] = [
