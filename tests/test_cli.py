@@ -169,3 +169,7 @@ def test_judges_lists_both_axes_and_what_runs_in_every_report(monkeypatch, capsy
     assert "harm" in rows["guard"] and "harm" in rows["harmbench-cls"] and "refusal" in rows["refusal-rules"]
     assert "every report" in rows["refusal-embed"] and "when chosen" in rows["guard"]
     assert "held out (n=450)" in rows["refusal-rules"]
+    # Harm judges: the figure on questions they were not trained on, never one that includes their training file.
+    for name in ("harm-ensemble", "harm-cls", "harm-embed"):
+        assert "on unseen questions (n=1540)" in rows[name] and "n=7700" not in rows[name]
+    assert "default; every report" in rows["harm-ensemble"] and "default; every report" in rows["refusal-hybrid"]

@@ -104,7 +104,11 @@ def judges() -> None:
             if validation:
                 overall = validation.get("overall") or {}
                 held = held_out_figures(validation)
-                if held is not None and agreement_of(held[1]) is not None:
+                unseen = (validation.get("files") or {}).get("evaluate") if validation.get("axis") == "harm" else None
+                if unseen and agreement_of(unseen) is not None:
+                    # The harm judges' overall figure includes their training file; the questions they never saw count.
+                    agreement = f"{agreement_of(unseen):.1%} on unseen questions (n={unseen['n']})"
+                elif held is not None and agreement_of(held[1]) is not None:
                     # The overall figure includes the files a judge was developed on; the held-out one is what counts.
                     agreement = f"{agreement_of(held[1]):.1%} held out (n={held[1]['n']})"
                 elif agreement_of(overall) is not None:
