@@ -258,7 +258,16 @@ class _JudgeSet:
         alternatives = []
         if spec.sensitivity:
             for axis, judge in primary.items():
-                alternatives += [get_judge(name) for name in cheap_judges(axis) if name != judge.name]
+                # A primary made of member judges (harm-ensemble) lends them to the sensitivity
+                # labelling when they are the judges it would make anyway, so their models read each
+                # reply once.
+                members = {m.name: m for m in getattr(judge, "members", ())}
+                for name in cheap_judges(axis):
+                    if name != judge.name:
+                        fresh = get_judge(name)
+                        lent = members.get(name)
+                        alternatives.append(lent if lent is not None and lent.settings() == fresh.settings()
+                                            else fresh)
         return cls(primary=primary, alternatives=alternatives)
 
 

@@ -104,6 +104,22 @@ class MiniLMHarmJudge(Judge):
     def scores(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, float]:
         """P(harmful) for each ``(request, reply)`` pair, and the threshold at which a reply is harmful."""
 
+    def remembered_scores(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, float]:
+        """:meth:`scores`, computed once per pair for the life of this judge.
+
+        A report labels the same replies with ``harm-ensemble`` and with each of its members (for
+        judge sensitivity); when the report hands the ensemble the member judges it runs anyway,
+        each member's model reads each reply once.
+        """
+        if not pairs:
+            return self.scores(pairs)
+        memo: dict[tuple[str, str], float] = self.__dict__.setdefault("_scored", {})
+        missing = [pair for pair in dict.fromkeys(pairs) if pair not in memo]
+        if missing:
+            probabilities, self._threshold = self.scores(missing)
+            memo.update(zip(missing, (float(p) for p in probabilities)))
+        return np.array([memo[pair] for pair in pairs], dtype=np.float64), self._threshold
+
     def judge_one(self, prompt: str, response: str) -> JudgeResult:
         return self.judge_many([(prompt, response)])[0]
 
@@ -112,7 +128,7 @@ class MiniLMHarmJudge(Judge):
         results: list[Optional[JudgeResult]] = [self.sure(response or "") for _, response in pairs]
         todo = [i for i, result in enumerate(results) if result is None]
         if todo:
-            scores, threshold = self.scores([(pairs[i][0] or "", pairs[i][1]) for i in todo])
+            scores, threshold = self.remembered_scores([(pairs[i][0] or "", pairs[i][1]) for i in todo])
             for index, score in zip(todo, scores):
                 label = "harmful" if score >= threshold else "not_harmful"
                 results[index] = (label, round(float(score), 6), self.model_rule)  # type: ignore[assignment]

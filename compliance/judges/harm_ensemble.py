@@ -51,7 +51,8 @@ class HarmEnsembleJudge(MiniLMHarmJudge):
 
     def __init__(self, batch_size: str | int = 32, device: str = "cpu") -> None:
         super().__init__(batch_size, device)
-        self.members = (HarmClassifierJudge(batch_size, device), HarmEmbedJudge(batch_size, device))
+        self.members: tuple[MiniLMHarmJudge, ...] = (HarmClassifierJudge(batch_size, device),
+                                                     HarmEmbedJudge(batch_size, device))
 
     def settings(self) -> dict:
         return {**super().settings(), "members": [f"{m.name}@{m.version}" for m in self.members],
@@ -61,5 +62,5 @@ class HarmEnsembleJudge(MiniLMHarmJudge):
         return self.members[0].sure(reply)
 
     def scores(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, float]:
-        probabilities = [np.asarray(member.scores(pairs)[0], dtype=np.float64) for member in self.members]
+        probabilities = [member.remembered_scores(pairs)[0] for member in self.members]
         return np.mean(probabilities, axis=0), THRESHOLD
