@@ -261,7 +261,7 @@ def embed_features(data_dir: Path, reporter: Optional[Reporter] = None,
 def embed_record(path: Path, rows: list[LabelledReply], features: np.ndarray, folder: Path) -> dict:
     """The ``harm-embed`` weights record fitted on :func:`embed_features`."""
     from compliance.judges import harm_embed as he
-    from compliance.judges.train_refusal_embed import fit_logistic
+    from compliance.judges.train_refusal_embed import classifier_record, fit_logistic
 
     weights, bias = fit_logistic(features, np.array([float(r.harmful) for r in rows]), EMBED_L2)
     return {
@@ -275,8 +275,7 @@ def embed_record(path: Path, rows: list[LabelledReply], features: np.ndarray, fo
             "description": "embeddings of the reply's windows, their cosine with the request's embedding, "
                            "log1p of their token counts",
         },
-        "classifier": {"type": "logistic regression", "l2_penalty": EMBED_L2, "threshold": EMBED_THRESHOLD,
-                       "positive_class": "harmful", "bias": bias, "weights": weights.tolist()},
+        "classifier": classifier_record(weights, bias, EMBED_L2, EMBED_THRESHOLD, "harmful"),
         "training": {"data": _data_record(path, rows), "torch_threads": 1,
                      "command": "python -m compliance.judges.train_harm --judge harm-embed --data DIR --out FILE"},
     }

@@ -57,6 +57,14 @@ CV_SEED = 0
 BATCH_SIZE = 32
 
 
+def classifier_record(weights: np.ndarray, bias: float, l2_penalty: float, threshold: float,
+                      positive_class: str) -> dict:
+    """The ``classifier`` part of a shipped logistic-regression record (what
+    :func:`compliance.judges.refusal_embed.logistic_weights` reads back)."""
+    return {"type": "logistic regression", "l2_penalty": l2_penalty, "threshold": threshold,
+            "positive_class": positive_class, "bias": bias, "weights": weights.tolist()}
+
+
 def fit_logistic(features: np.ndarray, targets: np.ndarray, l2: float = L2_PENALTY) -> tuple[np.ndarray, float]:
     """Weights and bias minimising summed log-loss + ``l2``/2 * |weights|^2 (the bias is not penalised).
 
@@ -176,14 +184,7 @@ def weights_record(data: dict[str, dict], embedding_sha: str, with_cv: bool = Fa
         "judge_version": "1.0",
         "embedding_model": embedding_model_record(embedding_sha),
         "features": features_record(),
-        "classifier": {
-            "type": "logistic regression",
-            "l2_penalty": L2_PENALTY,
-            "threshold": THRESHOLD,
-            "positive_class": "refusal (full or partial)",
-            "bias": bias,
-            "weights": weights.tolist(),
-        },
+        "classifier": classifier_record(weights, bias, L2_PENALTY, THRESHOLD, "refusal (full or partial)"),
         "training": {
             "files": {name: {"sha256": sha256_file(d["path"]), "n": len(d["targets"]),
                              "refusals": int(d["targets"].sum())} for name, d in data.items()},

@@ -65,7 +65,8 @@ from compliance.judges.refusal_hybrid import (
     rules_verdict,
 )
 from compliance.judges.refusal_rules import RefusalRulesJudge, classify
-from compliance.judges.train_refusal_embed import _load_embedder, embedding_model_record, features_record, fit_logistic
+from compliance.judges.train_refusal_embed import (_load_embedder, classifier_record, embedding_model_record,
+                                                   features_record, fit_logistic)
 from compliance.judges.validation import LabelledCompletion, agreement, binary, read_validation_file
 from compliance.progress import Reporter
 
@@ -249,14 +250,7 @@ def weights_record(data: dict[str, LabelledFile], embedding_sha: str) -> dict:
         "judge_version": RefusalHybridJudge.version,
         "embedding_model": embedding_model_record(embedding_sha),
         "features": {**features_record(), "training_cut_tokens": CUT_TOKENS},
-        "classifier": {
-            "type": "logistic regression",
-            "l2_penalty": L2_PENALTY,
-            "threshold": THRESHOLD,
-            "positive_class": "refusal (full or partial)",
-            "bias": bias,
-            "weights": weights.tolist(),
-        },
+        "classifier": classifier_record(weights, bias, L2_PENALTY, THRESHOLD, "refusal (full or partial)"),
         "rules": {
             "judge": RefusalRulesJudge().judge_id,
             "min_fires": RULE_MIN_FIRES,
